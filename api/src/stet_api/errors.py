@@ -1,0 +1,44 @@
+"""The one error body every 4xx/5xx carries (docs/interfaces.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """An error the client is told about, with its HTTP status and stable code."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+def validation_error(message: str, field: str | None = None) -> ApiError:
+    return ApiError(400, "VALIDATION_ERROR", message, {"field": field} if field else None)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, "NOT_FOUND", message)
+
+
+class DatabaseUnavailable(ApiError):
+    def __init__(self) -> None:
+        super().__init__(503, "DATABASE_UNAVAILABLE", "the database is not reachable; retry shortly")
+
+
+def error_body(code: str, message: str, request_id: str, details: dict[str, Any] | None = None) -> dict:
+    error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
+    if details:
+        error["details"] = details
+    return {"error": error}

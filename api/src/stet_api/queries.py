@@ -1,0 +1,289 @@
+"""Every SQL statement of the API. Functions take a cursor inside a transaction.
+
+Permission filtering happens here, in SQL: rows the requester may not read never
+leave the database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from psycopg2.extras import Json
+
+from stet_api.db import Cursor
+
+# Requester may read a row when it is not denied and is a reader or holds a scope.
+_PERMITTED = """
+    NOT (COALESCE(permissions->'deny_list', '[]'::jsonb) ? %(requester_id)s)
+    AND (COALESCE(permissions->'readers', '[]'::jsonb) ? %(requester_id)s
+         OR COALESCE(permissions->'scopes', '[]'::jsonb) ?| %(requester_scopes)s::text[])
+"""
+
+_REVOKED_COLUMNS = (
+    "correction_id, status, revoked_at, revoked_reason AS reason,"
+    " json_build_object('type', revoked_by_type, 'id', revoked_by_id) AS revoked_by"
+)
+_ACTOR_AND_VALUE = "value, actor_type, actor_id, created_at, correction_id, field_key"
+
+
+def _rows(cursor: Cursor) -> list[dict[str, Any]]:
+    names = [column.name for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+# --- corrections -------------------------------------------------------------------------
+
+
+def claim_idempotency_key(
+    cursor: Cursor, tenant_id: uuid.UUID, key: str, correction_id: uuid.UUID, payload_hash: str
+) -> bool:
+    """Reserve the key for this request; False when another request holds it already.
+
+    A concurrent request with the same key waits here until the first one commits.
+    """
+    cursor.execute(
+        "INSERT INTO idempotency (tenant_id, key, correction_id, payload_hash) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (tenant_id, key) DO NOTHING RETURNING 1",
+        (tenant_id, key, correction_id, payload_hash),
+    )
+    return cursor.fetchone() is not None
+
+
+def idempotent_replay(cursor: Cursor, tenant_id: uuid.UUID, key: str) -> dict[str, Any] | None:
+    cursor.execute(
+        "SELECT i.payload_hash, c.correction_id, c.supersedes, c.created_at"
+        " FROM idempotency i JOIN corrections c"
+        "   ON c.correction_id = i.correction_id AND c.tenant_id = i.tenant_id"
+        " WHERE i.tenant_id = %s AND i.key = %s",
+        (tenant_id, key),
+    )
+    rows = _rows(cursor)
+    return rows[0] if rows else None
+
+
+def active_correction_for_update(cursor: Cursor, tenant_id: uuid.UUID, correction_id: uuid.UUID) -> dict | None:
+    cursor.execute(
+        "SELECT correction_id, subject_type, subject_id, field_key FROM corrections"
+        " WHERE tenant_id = %s AND correction_id = %s AND status = 'ACTIVE' FOR UPDATE",
+        (tenant_id, correction_id),
+    )
+    rows = _rows(cursor)
+    return rows[0] if rows else None
+
+
+def supersede_active(
+    cursor: Cursor, tenant_id: uuid.UUID, subject_type: str, subject_id: str, field_key: str
+) -> uuid.UUID | None:
+    """Mark the field's ACTIVE correction SUPERSEDED; return its id (None when there was none)."""
+    cursor.execute(
+        "UPDATE corrections SET status = 'SUPERSEDED'"
+        " WHERE tenant_id = %s AND subject_type = %s AND subject_id = %s AND field_key = %s"
+        "   AND status = 'ACTIVE' RETURNING correction_id",
+        (tenant_id, subject_type, subject_id, field_key),
+    )
+    row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def insert_correction(cursor: Cursor, row: dict[str, Any]) -> datetime:
+    cursor.execute(
+        "INSERT INTO corrections (correction_id, tenant_id, subject_type, subject_id, field_key, value,"
+        " class, status, supersedes, permissions, actor_type, actor_id, idempotency_key, origin)"
+        " VALUES (%(correction_id)s, %(tenant_id)s, %(subject_type)s, %(subject_id)s, %(field_key)s,"
+        " %(value)s, %(class)s, 'ACTIVE', %(supersedes)s, %(permissions)s, %(actor_type)s, %(actor_id)s,"
+        " %(idempotency_key)s, %(origin)s) RETURNING created_at",
+        {**row, "value": Json(row["value"]), "permissions": Json(row["permissions"]), "origin": Json(row["origin"])},
+    )
+    return cursor.fetchone()[0]
+
+
+def revoke_correction(
+    cursor: Cursor, tenant_id: uuid.UUID, correction_id: uuid.UUID, reason: str, actor: dict[str, str]
+) -> dict[str, Any] | None:
+    """Revoke an ACTIVE or SUPERSEDED correction; None when it does not exist in this tenant."""
+    cursor.execute(
+        "UPDATE corrections SET status = 'REVOKED', revoked_at = now(), revoked_reason = %s,"
+        " revoked_by_type = %s, revoked_by_id = %s"
+        " WHERE tenant_id = %s AND correction_id = %s AND status <> 'REVOKED'"
+        f" RETURNING {_REVOKED_COLUMNS}",
+        (reason, actor["type"], actor["id"], tenant_id, correction_id),
+    )
+    rows = _rows(cursor)
+    return rows[0] if rows else None
+
+
+def revoked_correction(cursor: Cursor, tenant_id: uuid.UUID, correction_id: uuid.UUID) -> dict | None:
+    cursor.execute(
+        f"SELECT {_REVOKED_COLUMNS} FROM corrections"
+        " WHERE tenant_id = %s AND correction_id = %s AND status = 'REVOKED'",
+        (tenant_id, correction_id),
+    )
+    rows = _rows(cursor)
+    return rows[0] if rows else None
+
+
+def permitted_facts(
+    cursor: Cursor,
+    tenant_id: uuid.UUID,
+    subject: tuple[str, str],
+    requester_id: str,
+    requester_scopes: list[str],
+    field_keys: list[str] | None,
+) -> list[dict[str, Any]]:
+    cursor.execute(
+        f"SELECT {_ACTOR_AND_VALUE} FROM corrections"
+        " WHERE tenant_id = %(tenant_id)s AND subject_type = %(subject_type)s"
+        "   AND subject_id = %(subject_id)s AND status = 'ACTIVE' AND class = 'FACT'"
+        "   AND (%(field_keys)s::text[] IS NULL OR field_key = ANY(%(field_keys)s::text[]))"
+        f"  AND {_PERMITTED} ORDER BY field_key",
+        {
+            "tenant_id": tenant_id,
+            "subject_type": subject[0],
+            "subject_id": subject[1],
+            "requester_id": requester_id,
+            "requester_scopes": requester_scopes,
+            "field_keys": field_keys,
+        },
+    )
+    return _rows(cursor)
+
+
+def permitted_history(
+    cursor: Cursor,
+    tenant_id: uuid.UUID,
+    subject: tuple[str, str],
+    requester_id: str,
+    requester_scopes: list[str],
+    field_key: str | None,
+    include_revoked: bool,
+) -> list[dict[str, Any]]:
+    cursor.execute(
+        f"SELECT {_ACTOR_AND_VALUE}, class, status, supersedes FROM corrections"
+        " WHERE tenant_id = %(tenant_id)s AND subject_type = %(subject_type)s"
+        "   AND subject_id = %(subject_id)s"
+        "   AND (%(include_revoked)s OR status <> 'REVOKED')"
+        "   AND (%(field_key)s::text IS NULL OR field_key = %(field_key)s)"
+        f"  AND {_PERMITTED} ORDER BY created_at DESC, correction_id",
+        {
+            "tenant_id": tenant_id,
+            "subject_type": subject[0],
+            "subject_id": subject[1],
+            "requester_id": requester_id,
+            "requester_scopes": requester_scopes,
+            "field_key": field_key,
+            "include_revoked": include_revoked,
+        },
+    )
+    return _rows(cursor)
+
+
+# --- enforcement -------------------------------------------------------------------------
+
+
+def insert_heartbeat(
+    cursor: Cursor, tenant_id: uuid.UUID, system_id: str, enforced_version: datetime, origin: dict
+) -> dict[str, Any]:
+    cursor.execute(
+        "INSERT INTO enforcement_heartbeats (heartbeat_id, tenant_id, system_id,"
+        " enforced_correction_version, origin) VALUES (%s, %s, %s, %s, %s)"
+        " RETURNING heartbeat_id, system_id, enforced_correction_version, reported_at",
+        (uuid.uuid4(), tenant_id, system_id, enforced_version, Json(origin)),
+    )
+    return _rows(cursor)[0]
+
+
+def system_heartbeats(cursor: Cursor, tenant_id: uuid.UUID, system_id: str | None) -> list[dict[str, Any]]:
+    """Latest heartbeat per system, plus expected systems that never reported (NULL columns)."""
+    cursor.execute(
+        "WITH latest AS ("
+        "  SELECT DISTINCT ON (system_id) system_id, enforced_correction_version, reported_at"
+        "  FROM enforcement_heartbeats WHERE tenant_id = %(tenant_id)s"
+        "    AND (%(system_id)s::text IS NULL OR system_id = %(system_id)s)"
+        "  ORDER BY system_id, reported_at DESC),"
+        " wanted AS ("
+        "  SELECT system_id FROM enforcement_expected_systems WHERE tenant_id = %(tenant_id)s"
+        "    AND (%(system_id)s::text IS NULL OR system_id = %(system_id)s)"
+        "  UNION SELECT %(system_id)s::text WHERE %(system_id)s::text IS NOT NULL)"
+        " SELECT COALESCE(l.system_id, w.system_id) AS system_id, l.enforced_correction_version,"
+        "        l.reported_at, now() AS evaluated_at"
+        " FROM latest l FULL JOIN wanted w ON w.system_id = l.system_id ORDER BY 1",
+        {"tenant_id": tenant_id, "system_id": system_id},
+    )
+    return _rows(cursor)
+
+
+def database_now(cursor: Cursor) -> datetime:
+    cursor.execute("SELECT now()")
+    return cursor.fetchone()[0]
+
+
+def add_expected_system(cursor: Cursor, tenant_id: uuid.UUID, system_id: str) -> bool:
+    """True when the system was added, False when it was registered already."""
+    cursor.execute(
+        "INSERT INTO enforcement_expected_systems (tenant_id, system_id) VALUES (%s, %s)"
+        " ON CONFLICT DO NOTHING RETURNING 1",
+        (tenant_id, system_id),
+    )
+    return cursor.fetchone() is not None
+
+
+def remove_expected_system(cursor: Cursor, tenant_id: uuid.UUID, system_id: str) -> bool:
+    cursor.execute(
+        "DELETE FROM enforcement_expected_systems WHERE tenant_id = %s AND system_id = %s RETURNING 1",
+        (tenant_id, system_id),
+    )
+    return cursor.fetchone() is not None
+
+
+def expected_systems(cursor: Cursor, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    cursor.execute(
+        "SELECT system_id, created_at FROM enforcement_expected_systems WHERE tenant_id = %s ORDER BY system_id",
+        (tenant_id,),
+    )
+    return _rows(cursor)
+
+
+# --- access control and operations -------------------------------------------------------
+
+
+def api_key(cursor: Cursor, key_id: uuid.UUID) -> dict[str, Any] | None:
+    cursor.execute(
+        "SELECT tenant_id, secret_hash FROM api_keys WHERE key_id = %s AND revoked_at IS NULL", (key_id,)
+    )
+    rows = _rows(cursor)
+    return rows[0] if rows else None
+
+
+def count_write(cursor: Cursor, client: str, window_seconds: int) -> tuple[int, datetime, int]:
+    """Count one write for client in the current fixed window.
+
+    Returns (hits so far, window end, whole seconds until it ends), all on the database
+    clock. One upsert shared by every worker and host keeps the count exact.
+    """
+    cursor.execute(
+        "WITH hit AS ("
+        "  INSERT INTO rate_limit_windows AS w (client_key, window_start, hits)"
+        "  VALUES (%(client)s, to_timestamp(floor(extract(epoch FROM now()) / %(window)s) * %(window)s), 1)"
+        "  ON CONFLICT (client_key, window_start) DO UPDATE SET hits = w.hits + 1"
+        "  RETURNING hits, window_start + make_interval(secs => %(window)s) AS window_end)"
+        " SELECT hits, window_end, ceil(extract(epoch FROM window_end - now()))::int FROM hit",
+        {"client": client, "window": window_seconds},
+    )
+    hits, window_end, seconds_left = cursor.fetchone()
+    if hits == 1:
+        # First hit of a new window: clear finished windows so the table stays small.
+        cursor.execute(
+            "DELETE FROM rate_limit_windows WHERE window_start < %s - make_interval(secs => %s)",
+            (window_end, 2 * window_seconds),
+        )
+    return hits, window_end, seconds_left
+
+
+def applied_migration_version(cursor: Cursor) -> int | None:
+    cursor.execute("SELECT to_regclass('public.schema_migrations') IS NOT NULL")
+    if not cursor.fetchone()[0]:
+        return None
+    cursor.execute("SELECT max(version) FROM public.schema_migrations")
+    return cursor.fetchone()[0]

@@ -1,0 +1,89 @@
+"""Heartbeats from enforcing systems, their status and the escalation derived from it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from stet_api import queries
+from stet_api.auth import Caller, authenticate
+from stet_api.routes.common import json_body, metrics, origin, pool, settings
+from stet_api.validation import heartbeat_request, query_text
+
+bp = Blueprint("enforcement", __name__)
+
+
+@bp.post("/v1/enforcement/heartbeat")
+def heartbeat():
+    caller = authenticate()
+    fields = heartbeat_request(json_body())
+    stored = pool().run(
+        lambda cursor: queries.insert_heartbeat(
+            cursor, caller.tenant_id, fields["system_id"], fields["enforced_correction_version"], origin()
+        )
+    )
+    return jsonify(stored), 201
+
+
+def _system_status(row: dict[str, Any], evaluated_at: datetime, allowed_age: timedelta) -> str:
+    if row["reported_at"] is None:
+        return "MISSING"
+    return "OK" if evaluated_at - row["reported_at"] <= allowed_age else "STALE"
+
+
+def _evaluate(caller: Caller) -> tuple[datetime, list[dict[str, Any]]]:
+    system_id = query_text(request.args, "system_id", required=False)
+    rows = pool().run(lambda cursor: queries.system_heartbeats(cursor, caller.tenant_id, system_id))
+    config = settings()
+    allowed_age = timedelta(seconds=config.heartbeat_interval_seconds * config.heartbeat_grace_multiplier)
+    evaluated_at = rows[0]["evaluated_at"] if rows else pool().run(queries.database_now)
+    systems = [
+        {
+            "system_id": row["system_id"],
+            "status": _system_status(row, evaluated_at, allowed_age),
+            "enforced_correction_version": row["enforced_correction_version"],
+            "reported_at": row["reported_at"],
+        }
+        for row in rows
+    ]
+    return evaluated_at, systems
+
+
+@bp.get("/v1/enforcement/status")
+def status():
+    caller = authenticate()
+    evaluated_at, systems = _evaluate(caller)
+    config = settings()
+    return jsonify(
+        {
+            "evaluated_at": evaluated_at,
+            "heartbeat_interval_seconds": config.heartbeat_interval_seconds,
+            "heartbeat_grace_multiplier": config.heartbeat_grace_multiplier,
+            "systems": systems,
+        }
+    )
+
+
+@bp.get("/v1/enforcement/escalation")
+def escalation():
+    caller = authenticate()
+    evaluated_at, systems = _evaluate(caller)
+    counts = {state: sum(1 for s in systems if s["status"] == state) for state in ("OK", "STALE", "MISSING")}
+    level = "CRITICAL" if counts["MISSING"] else "WARN" if counts["STALE"] else "NONE"
+    metrics().escalations.labels(level).inc()
+    return jsonify(
+        {
+            "tenant_id": caller.tenant_id,
+            "evaluated_at": evaluated_at,
+            "escalation": level,
+            "summary": {
+                "total_systems": len(systems),
+                "ok": counts["OK"],
+                "stale": counts["STALE"],
+                "missing": counts["MISSING"],
+            },
+            "affected_systems": [s for s in systems if s["status"] != "OK"],
+        }
+    )

@@ -1,0 +1,37 @@
+"""The per-tenant registry of enforcement systems expected to report heartbeats."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from stet_api import queries
+from stet_api.auth import authenticate
+from stet_api.errors import not_found
+from stet_api.routes.common import pool
+from stet_api.validation import check_text
+
+bp = Blueprint("systems", __name__)
+
+
+@bp.get("/v1/enforcement/systems")
+def list_systems():
+    caller = authenticate()
+    rows = pool().run(lambda cursor: queries.expected_systems(cursor, caller.tenant_id))
+    return jsonify({"systems": rows})
+
+
+@bp.put("/v1/enforcement/systems/<system_id>")
+def expect_system(system_id: str):
+    caller = authenticate()
+    system_id = check_text(system_id, "system_id")
+    created = pool().run(lambda cursor: queries.add_expected_system(cursor, caller.tenant_id, system_id))
+    return jsonify({"system_id": system_id, "expected": True}), 201 if created else 200
+
+
+@bp.delete("/v1/enforcement/systems/<system_id>")
+def forget_system(system_id: str):
+    caller = authenticate()
+    system_id = check_text(system_id, "system_id")
+    if not pool().run(lambda cursor: queries.remove_expected_system(cursor, caller.tenant_id, system_id)):
+        raise not_found("this system is not registered as expected for this tenant")
+    return "", 204
