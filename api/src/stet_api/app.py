@@ -103,7 +103,9 @@ def _configure_access_log() -> None:
 
 
 def _install_error_handlers(app: Flask) -> None:
-    def respond(status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None):
+    def respond(
+        status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None
+    ):
         response = jsonify(error_body(code, message, g.get("request_id", "-"), details))
         response.status_code = status
         response.headers.update(headers or {})
@@ -118,7 +120,9 @@ def _install_error_handlers(app: Flask) -> None:
         status = error.code or 500
         headers = dict(error.get_headers())
         headers.pop("Content-Type", None)
-        return respond(status, _HTTP_CODES.get(status, "HTTP_ERROR"), error.description or error.name, None, headers)
+        return respond(
+            status, _HTTP_CODES.get(status, "HTTP_ERROR"), error.description or error.name, None, headers
+        )
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):

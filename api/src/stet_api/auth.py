@@ -60,7 +60,8 @@ def authenticate() -> Caller:
     key_id = uuid.UUID(hex=match["key_id"])
     key = current_app.extensions["stet_pool"].run(lambda cursor: queries.api_key(cursor, key_id))
     presented_hash = hashlib.sha256(match["secret"].encode()).hexdigest()
-    if not hmac.compare_digest(presented_hash, key["secret_hash"] if key else _UNKNOWN_KEY_HASH) or key is None:
+    stored_hash = key["secret_hash"] if key else _UNKNOWN_KEY_HASH
+    if not hmac.compare_digest(presented_hash, stored_hash) or key is None:
         raise _unauthenticated("the API key is unknown or revoked")
     if key["tenant_id"] != tenant_id:
         raise ApiError(403, "FORBIDDEN", "the API key does not belong to the tenant named in X-Tenant-Id")

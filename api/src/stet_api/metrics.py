@@ -26,7 +26,10 @@ class Metrics:
             registry=self.registry,
         )
         self.fact_requests = Counter(
-            "stet_fact_requests_total", "Requests to GET /v1/facts by HTTP status", ["status"], registry=self.registry
+            "stet_fact_requests_total",
+            "Requests to GET /v1/facts by HTTP status",
+            ["status"],
+            registry=self.registry,
         )
         self.request_duration = Histogram(
             "stet_request_duration_seconds",

@@ -32,7 +32,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): {"$ref": "#/components/responses/Error"} for status in statuses}
 
 
-def _param(name: str, location: str, required: bool, schema: dict | None = None, description: str = "") -> dict:
+def _param(
+    name: str, location: str, required: bool, schema: dict | None = None, description: str = ""
+) -> dict:
     return {
         "name": name,
         "in": location,
@@ -47,7 +49,9 @@ SECURITY = [{"bearer": []}, {"apiKey": []}]
 COMMON_ERRORS = (400, 401, 403, 503)
 
 
-def _operation(summary: str, responses: dict, parameters: list | None = None, body: str | None = None) -> dict:
+def _operation(
+    summary: str, responses: dict, parameters: list | None = None, body: str | None = None
+) -> dict:
     operation: dict[str, Any] = {
         "summary": summary,
         "parameters": [TENANT, *(parameters or [])],
@@ -164,7 +168,15 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["correction_id", "field_key", "value", "class", "status", "supersedes", "actor"],
+                    "required": [
+                        "correction_id",
+                        "field_key",
+                        "value",
+                        "class",
+                        "status",
+                        "supersedes",
+                        "actor",
+                    ],
                     "properties": {
                         "correction_id": UUID,
                         "field_key": {"type": "string"},
@@ -223,13 +235,18 @@ def openapi_document() -> dict[str, Any]:
             "/ready": {
                 "get": {
                     "summary": "readiness: database reachable and migrations current",
-                    "responses": {"200": _json({"type": "object"}), "503": _json({"type": "object"}, "not ready")},
+                    "responses": {
+                        "200": _json({"type": "object"}),
+                        "503": _json({"type": "object"}, "not ready"),
+                    },
                 }
             },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
-                    "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}},
+                    "responses": {
+                        "200": {"description": "text exposition format", "content": {"text/plain": {}}}
+                    },
                 }
             },
             "/v1/corrections": {
@@ -278,14 +295,25 @@ def openapi_document() -> dict[str, Any]:
             "/v1/enforcement/status": {
                 "get": _operation(
                     "latest heartbeat per system: OK, STALE or MISSING",
-                    {"200": _json({"type": "object", "properties": {"systems": {"type": "array", "items": _ref("SystemStatus")}}})},
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"systems": {"type": "array", "items": _ref("SystemStatus")}},
+                            }
+                        )
+                    },
                     [system_filter],
                 )
             },
             "/v1/enforcement/escalation": {
                 "get": _operation(
                     "escalation level: CRITICAL when a system is MISSING, WARN when STALE",
-                    {"200": _json({"type": "object", "required": ["escalation", "summary", "affected_systems"]})},
+                    {
+                        "200": _json(
+                            {"type": "object", "required": ["escalation", "summary", "affected_systems"]}
+                        )
+                    },
                     [system_filter],
                 )
             },
@@ -295,7 +323,10 @@ def openapi_document() -> dict[str, Any]:
             "/v1/enforcement/systems/{system_id}": {
                 "put": _operation(
                     "expect a system to report heartbeats",
-                    {"201": _json({"type": "object"}, "registered"), "200": _json({"type": "object"}, "known")},
+                    {
+                        "201": _json({"type": "object"}, "registered"),
+                        "200": _json({"type": "object"}, "known"),
+                    },
                     [system_path],
                 ),
                 "delete": _operation(

@@ -1,7 +1,7 @@
 """Every SQL statement of the API. Functions take a cursor inside a transaction.
 
-Permission filtering happens here, in SQL: rows the requester may not read never
-leave the database.
+Permission filtering happens in SQL (stet_may_read, migration 009): rows the requester
+may not read never leave the database.
 """
 
 from __future__ import annotations
@@ -13,19 +13,6 @@ from typing import Any
 from psycopg2.extras import Json
 
 from stet_api.db import Cursor
-
-# Requester may read a row when it is not denied and is a reader or holds a scope.
-_PERMITTED = """
-    NOT (COALESCE(permissions->'deny_list', '[]'::jsonb) ? %(requester_id)s)
-    AND (COALESCE(permissions->'readers', '[]'::jsonb) ? %(requester_id)s
-         OR COALESCE(permissions->'scopes', '[]'::jsonb) ?| %(requester_scopes)s::text[])
-"""
-
-_REVOKED_COLUMNS = (
-    "correction_id, status, revoked_at, revoked_reason AS reason,"
-    " json_build_object('type', revoked_by_type, 'id', revoked_by_id) AS revoked_by"
-)
-_ACTOR_AND_VALUE = "value, actor_type, actor_id, created_at, correction_id, field_key"
 
 
 def _rows(cursor: Cursor) -> list[dict[str, Any]]:
@@ -63,7 +50,9 @@ def idempotent_replay(cursor: Cursor, tenant_id: uuid.UUID, key: str) -> dict[st
     return rows[0] if rows else None
 
 
-def active_correction_for_update(cursor: Cursor, tenant_id: uuid.UUID, correction_id: uuid.UUID) -> dict | None:
+def active_correction_for_update(
+    cursor: Cursor, tenant_id: uuid.UUID, correction_id: uuid.UUID
+) -> dict | None:
     cursor.execute(
         "SELECT correction_id, subject_type, subject_id, field_key FROM corrections"
         " WHERE tenant_id = %s AND correction_id = %s AND status = 'ACTIVE' FOR UPDATE",
@@ -94,7 +83,12 @@ def insert_correction(cursor: Cursor, row: dict[str, Any]) -> datetime:
         " VALUES (%(correction_id)s, %(tenant_id)s, %(subject_type)s, %(subject_id)s, %(field_key)s,"
         " %(value)s, %(class)s, 'ACTIVE', %(supersedes)s, %(permissions)s, %(actor_type)s, %(actor_id)s,"
         " %(idempotency_key)s, %(origin)s) RETURNING created_at",
-        {**row, "value": Json(row["value"]), "permissions": Json(row["permissions"]), "origin": Json(row["origin"])},
+        {
+            **row,
+            "value": Json(row["value"]),
+            "permissions": Json(row["permissions"]),
+            "origin": Json(row["origin"]),
+        },
     )
     return cursor.fetchone()[0]
 
@@ -107,7 +101,8 @@ def revoke_correction(
         "UPDATE corrections SET status = 'REVOKED', revoked_at = now(), revoked_reason = %s,"
         " revoked_by_type = %s, revoked_by_id = %s"
         " WHERE tenant_id = %s AND correction_id = %s AND status <> 'REVOKED'"
-        f" RETURNING {_REVOKED_COLUMNS}",
+        " RETURNING correction_id, status, revoked_at, revoked_reason AS reason,"
+        "   json_build_object('type', revoked_by_type, 'id', revoked_by_id) AS revoked_by",
         (reason, actor["type"], actor["id"], tenant_id, correction_id),
     )
     rows = _rows(cursor)
@@ -116,7 +111,8 @@ def revoke_correction(
 
 def revoked_correction(cursor: Cursor, tenant_id: uuid.UUID, correction_id: uuid.UUID) -> dict | None:
     cursor.execute(
-        f"SELECT {_REVOKED_COLUMNS} FROM corrections"
+        "SELECT correction_id, status, revoked_at, revoked_reason AS reason,"
+        "   json_build_object('type', revoked_by_type, 'id', revoked_by_id) AS revoked_by FROM corrections"
         " WHERE tenant_id = %s AND correction_id = %s AND status = 'REVOKED'",
         (tenant_id, correction_id),
     )
@@ -133,11 +129,12 @@ def permitted_facts(
     field_keys: list[str] | None,
 ) -> list[dict[str, Any]]:
     cursor.execute(
-        f"SELECT {_ACTOR_AND_VALUE} FROM corrections"
+        "SELECT correction_id, field_key, value, actor_type, actor_id, created_at FROM corrections"
         " WHERE tenant_id = %(tenant_id)s AND subject_type = %(subject_type)s"
         "   AND subject_id = %(subject_id)s AND status = 'ACTIVE' AND class = 'FACT'"
         "   AND (%(field_keys)s::text[] IS NULL OR field_key = ANY(%(field_keys)s::text[]))"
-        f"  AND {_PERMITTED} ORDER BY field_key",
+        "   AND stet_may_read(permissions, %(requester_id)s, %(requester_scopes)s::text[])"
+        " ORDER BY field_key",
         {
             "tenant_id": tenant_id,
             "subject_type": subject[0],
@@ -160,12 +157,14 @@ def permitted_history(
     include_revoked: bool,
 ) -> list[dict[str, Any]]:
     cursor.execute(
-        f"SELECT {_ACTOR_AND_VALUE}, class, status, supersedes FROM corrections"
+        "SELECT correction_id, field_key, value, actor_type, actor_id, created_at, class, status, supersedes"
+        " FROM corrections"
         " WHERE tenant_id = %(tenant_id)s AND subject_type = %(subject_type)s"
         "   AND subject_id = %(subject_id)s"
         "   AND (%(include_revoked)s OR status <> 'REVOKED')"
         "   AND (%(field_key)s::text IS NULL OR field_key = %(field_key)s)"
-        f"  AND {_PERMITTED} ORDER BY created_at DESC, correction_id",
+        "   AND stet_may_read(permissions, %(requester_id)s, %(requester_scopes)s::text[])"
+        " ORDER BY created_at DESC, correction_id",
         {
             "tenant_id": tenant_id,
             "subject_type": subject[0],
@@ -239,7 +238,8 @@ def remove_expected_system(cursor: Cursor, tenant_id: uuid.UUID, system_id: str)
 
 def expected_systems(cursor: Cursor, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
     cursor.execute(
-        "SELECT system_id, created_at FROM enforcement_expected_systems WHERE tenant_id = %s ORDER BY system_id",
+        "SELECT system_id, created_at FROM enforcement_expected_systems"
+        " WHERE tenant_id = %s ORDER BY system_id",
         (tenant_id,),
     )
     return _rows(cursor)

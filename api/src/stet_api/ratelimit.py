@@ -44,7 +44,9 @@ def enforce_write_limit(caller: Caller) -> None:
     if limit == 0:
         return
     pool = current_app.extensions["stet_pool"]
-    hits, window_end, seconds_left = pool.run(lambda cursor: queries.count_write(cursor, client_key(caller), WINDOW_SECONDS))
+    hits, window_end, seconds_left = pool.run(
+        lambda cursor: queries.count_write(cursor, client_key(caller), WINDOW_SECONDS)
+    )
     reset_epoch = math.ceil(window_end.timestamp())
     g.rate_limit_headers = {
         "X-RateLimit-Limit": str(limit),

@@ -123,7 +123,9 @@ def correction_request(body: Any) -> dict[str, Any]:
     permissions = check_object(
         body["permissions"], "permissions", set(), frozenset({"readers", "scopes", "deny_list"})
     )
-    checked_permissions = {name: _text_list(items, f"permissions.{name}") for name, items in permissions.items()}
+    checked_permissions = {
+        name: _text_list(items, f"permissions.{name}") for name, items in permissions.items()
+    }
     if not (checked_permissions.get("readers") or checked_permissions.get("scopes")):
         raise validation_error("permissions must name at least one reader or scope", "permissions")
     if body["class"] not in CORRECTION_CLASSES:

@@ -27,7 +27,12 @@ def _payload_hash(body: Any) -> str:
 
 
 def _created(correction_id: uuid.UUID, supersedes: uuid.UUID | None, created_at: Any) -> dict[str, Any]:
-    return {"correction_id": correction_id, "status": "ACTIVE", "supersedes": supersedes, "created_at": created_at}
+    return {
+        "correction_id": correction_id,
+        "status": "ACTIVE",
+        "supersedes": supersedes,
+        "created_at": created_at,
+    }
 
 
 @bp.post("/v1/corrections")
@@ -53,7 +58,9 @@ def _write(cursor: Cursor, caller: Caller, fields: dict[str, Any], payload_hash:
     if not queries.claim_idempotency_key(cursor, tenant_id, key, correction_id, payload_hash):
         earlier = queries.idempotent_replay(cursor, tenant_id, key)
         if earlier is None or earlier["payload_hash"] != payload_hash:
-            raise ApiError(409, "IDEMPOTENCY_CONFLICT", "idempotency_key was already used with a different payload")
+            raise ApiError(
+                409, "IDEMPOTENCY_CONFLICT", "idempotency_key was already used with a different payload"
+            )
         return 200, _created(earlier["correction_id"], earlier["supersedes"], earlier["created_at"])
 
     subject = (fields["subject_type"], fields["subject_id"], fields["field_key"])
@@ -62,7 +69,9 @@ def _write(cursor: Cursor, caller: Caller, fields: dict[str, Any], payload_hash:
         if target is None:
             raise validation_error("supersedes must name an ACTIVE correction of this tenant", "supersedes")
         if (target["subject_type"], target["subject_id"], target["field_key"]) != subject:
-            raise validation_error("supersedes must name a correction of the same subject and field", "supersedes")
+            raise validation_error(
+                "supersedes must name a correction of the same subject and field", "supersedes"
+            )
     superseded = queries.supersede_active(cursor, tenant_id, *subject)
     created_at = queries.insert_correction(
         cursor,
@@ -92,7 +101,9 @@ def revoke_correction(correction_id: str):
     fields = revoke_request(json_body())
 
     def revoke(cursor: Cursor) -> dict[str, Any]:
-        revoked = queries.revoke_correction(cursor, caller.tenant_id, target, fields["reason"], fields["actor"])
+        revoked = queries.revoke_correction(
+            cursor, caller.tenant_id, target, fields["reason"], fields["actor"]
+        )
         if revoked is None:
             revoked = queries.revoked_correction(cursor, caller.tenant_id, target)
         if revoked is None:

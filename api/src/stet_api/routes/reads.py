@@ -25,7 +25,9 @@ def facts():
     subject, requester_id, scopes = _requester()
     field_keys = csv_list(request.args.get("field_keys"), "field_keys")
     rows = pool().run(
-        lambda cursor: queries.permitted_facts(cursor, caller.tenant_id, subject, requester_id, scopes, field_keys)
+        lambda cursor: queries.permitted_facts(
+            cursor, caller.tenant_id, subject, requester_id, scopes, field_keys
+        )
     )
     facts = [
         {
