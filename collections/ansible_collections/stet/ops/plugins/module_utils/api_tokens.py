@@ -1,0 +1,32 @@
+# Copyright: STET Ops contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""STET API tokens: stet_<key id as 32 hex>_<secret>, the API storing sha256(secret) only."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+
+_TOKEN = re.compile(r"stet_(?P<key_id>[0-9a-f]{32})_(?P<secret>[A-Za-z0-9_-]{43,256})")
+
+
+def hash_secret(secret):
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def new_token():
+    """Return (key_id, token, secret_hash) of a freshly generated key."""
+    key_id = uuid.uuid4()
+    secret = secrets.token_urlsafe(32)  # 43 url-safe characters
+    return key_id, f"stet_{key_id.hex}_{secret}", hash_secret(secret)
+
+
+def token_matches(token, key_id, secret_hash):
+    """Whether ``token`` is the token of the key ``key_id`` whose secret hashes to ``secret_hash``."""
+    match = _TOKEN.fullmatch(token)
+    if match is None or uuid.UUID(hex=match["key_id"]) != uuid.UUID(str(key_id)):
+        return False
+    return hmac.compare_digest(hash_secret(match["secret"]), secret_hash)
