@@ -21,7 +21,8 @@ options:
     required: true
   api_key:
     description:
-      - The tenant's API key (C(stet_<key id>_<secret>)), sent as C(Authorization: Bearer).
+      - The tenant's API key (C(stet_<key id>_<secret>)), sent in the C(Authorization) header
+        as a bearer token.
       - Prefer O(api_key_file) so the key never enters Ansible variables.
       - Omit both when the API runs with C(STET_AUTH_REQUIRED=false).
     type: str

@@ -17,7 +17,7 @@ description:
   - The token exists only at creation. With O(token_file) the module writes it to a file on
     the managed host (mode 0600) and never returns it, so it never travels through Ansible
     output. Without O(token_file) the token is returned in RV(token) - give such a task
-    C(no_log: true) and write the token to a 0600 file yourself.
+    C(no_log=true) and write the token to a 0600 file yourself.
   - V(present) is idempotent - an active key of that name is left alone. When O(token_file)
     is set, that file must hold the active key's valid token, otherwise the task fails
     rather than silently replacing a key other clients may use.
@@ -105,7 +105,7 @@ revoked_key_id:
   type: str
 token:
   description:
-    - The new token. A secret - register it under C(no_log: true).
+    - The new token. A secret - register it in a task with C(no_log=true).
     - Never returned when O(token_file) is set, nor in check mode.
   returned: when a key was created or rotated without O(token_file)
   type: str
@@ -186,7 +186,8 @@ def manage(module, connection, tenant_id):
             result["revoked_key_id"] = before
             result["key_id"] = None
         if module.check_mode:
-            result["diff"] = dict(before=f"active key: {before}\n", after="active key: (new)\n" if create else "")
+            after = "active key: (new)\n" if create else ""
+            result["diff"] = dict(before=f"active key: {before}\n", after=after)
             return result
         if revoke:
             cursor.execute(REVOKE, (active[0],))
@@ -235,7 +236,9 @@ def main():
     except psycopg2.Error as exc:
         module.fail_json(msg=f"PostgreSQL error while managing the key: {str(exc).strip()}")
     except OSError as exc:
-        module.fail_json(msg=f"cannot write or remove token_file {token_file}: {exc.strerror}; the database is unchanged")
+        module.fail_json(
+            msg=f"cannot write or remove token_file {token_file}: {exc.strerror}; the database is unchanged"
+        )
     finally:
         connection.close()
 
