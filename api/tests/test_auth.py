@@ -1,0 +1,104 @@
+"""API keys: hashed, compared in constant time, 401 vs 403, isolation with keys."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from helpers import connect, create_api_key, correction, read_query
+
+
+@pytest.fixture
+def secure(secure_app):
+    return secure_app.test_client()
+
+
+@pytest.fixture
+def key(db_url, tenant):
+    return create_api_key(db_url, tenant)
+
+
+def _auth(tenant, token):
+    return {"X-Tenant-Id": tenant, "Authorization": f"Bearer {token}"}
+
+
+def test_valid_key_for_its_tenant_is_accepted(secure, tenant, key):
+    response = secure.post("/v1/corrections", json=correction(), headers=_auth(tenant, key[1]))
+    assert response.status_code == 201
+    facts = secure.get(f"/v1/facts?{read_query()}", headers=_auth(tenant, key[1])).get_json()["facts"]
+    assert len(facts) == 1
+
+
+def test_x_api_key_header_is_accepted(secure, tenant, key):
+    response = secure.get(f"/v1/facts?{read_query()}", headers={"X-Tenant-Id": tenant, "X-API-Key": key[1]})
+    assert response.status_code == 200
+
+
+def test_only_the_hash_of_the_secret_is_stored(db_url, key):
+    key_id, token = key
+    with connect(db_url) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT secret_hash FROM api_keys WHERE key_id = %s", (key_id,))
+        stored = cursor.fetchone()[0]
+    assert token.rsplit("_", 1)[1] not in stored
+    assert len(stored) == 64
+
+
+@pytest.mark.parametrize(
+    "token_for",
+    ["none", "malformed", "wrong_scheme", "unknown_key", "wrong_secret"],
+)
+def test_missing_or_invalid_keys_are_401(secure, tenant, key, token_for):
+    key_id, token = key
+    headers = {"X-Tenant-Id": tenant}
+    if token_for == "malformed":
+        headers["Authorization"] = "Bearer stet_nothex_short"
+    elif token_for == "wrong_scheme":
+        headers["Authorization"] = f"Basic {token}"
+    elif token_for == "unknown_key":
+        headers["Authorization"] = f"Bearer stet_{uuid.uuid4().hex}_{token.rsplit('_', 1)[1]}"
+    elif token_for == "wrong_secret":
+        headers["Authorization"] = f"Bearer {token[:-4]}AAAA"
+    response = secure.get(f"/v1/facts?{read_query()}", headers=headers)
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "UNAUTHENTICATED"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_revoked_key_is_401(secure, db_url, tenant, key):
+    key_id, token = key
+    assert secure.get(f"/v1/facts?{read_query()}", headers=_auth(tenant, token)).status_code == 200
+    with connect(db_url) as conn, conn.cursor() as cursor:
+        cursor.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = %s", (key_id,))
+    assert secure.get(f"/v1/facts?{read_query()}", headers=_auth(tenant, token)).status_code == 401
+
+
+def test_key_of_another_tenant_is_403_and_returns_no_data(secure, db_url, tenant, key):
+    secure.post("/v1/corrections", json=correction(), headers=_auth(tenant, key[1]))
+    intruder_tenant = str(uuid.uuid4())
+    _, intruder_token = create_api_key(db_url, intruder_tenant)
+    for method, path in [
+        ("get", f"/v1/facts?{read_query()}"),
+        ("get", f"/v1/history?{read_query()}"),
+        ("get", "/v1/enforcement/escalation"),
+        ("get", "/v1/enforcement/systems"),
+    ]:
+        response = getattr(secure, method)(path, headers=_auth(tenant, intruder_token))
+        assert response.status_code == 403, path
+        assert set(response.get_json()) == {"error"}
+        assert response.get_json()["error"]["code"] == "FORBIDDEN"
+    # With its own tenant id the intruder reads its own (empty) data only.
+    own = secure.get(f"/v1/facts?{read_query()}", headers=_auth(intruder_tenant, intruder_token))
+    assert own.get_json()["facts"] == []
+
+
+def test_auth_is_checked_before_validation_and_tenant_still_required(secure, tenant, key):
+    no_key = secure.post("/v1/corrections", data=b"{bad json", headers={"X-Tenant-Id": tenant})
+    assert no_key.status_code == 401
+    no_tenant = secure.get(f"/v1/facts?{read_query()}", headers={"Authorization": f"Bearer {key[1]}"})
+    assert no_tenant.status_code == 400
+
+
+def test_legacy_clients_with_only_a_tenant_header_work_when_auth_is_off(client, tenant):
+    response = client.post("/v1/corrections", json=correction(), headers={"X-Tenant-Id": tenant})
+    assert response.status_code == 201

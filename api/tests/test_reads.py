@@ -1,0 +1,114 @@
+"""GET /v1/facts and /v1/history: permission-first filtering and tenant isolation."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from helpers import correction, read_query
+
+
+def _write(client, headers, **fields):
+    response = client.post("/v1/corrections", json=correction(**fields), headers=headers)
+    assert response.status_code == 201
+    return response.get_json()
+
+
+def _fact_keys(client, headers, **query):
+    response = client.get(f"/v1/facts?{read_query(**query)}", headers=headers)
+    assert response.status_code == 200
+    return [fact["field_key"] for fact in response.get_json()["facts"]]
+
+
+@pytest.fixture
+def permissioned(client, headers):
+    _write(client, headers, field_key="by_reader", permissions={"readers": ["assistant"]})
+    _write(client, headers, field_key="by_scope", permissions={"scopes": ["medical"]})
+    _write(client, headers, field_key="denied", permissions={"readers": ["assistant"], "deny_list": ["assistant"]})
+    _write(client, headers, field_key="scope_but_denied", permissions={"scopes": ["medical"], "deny_list": ["nurse"]})
+    _write(client, headers, field_key="discardable", **{"class": "DISCARDABLE"})
+
+
+def test_reader_sees_its_facts_but_not_denied_or_discardable(client, headers, permissioned):
+    assert _fact_keys(client, headers) == ["by_reader"]
+
+
+def test_scope_grants_and_deny_list_overrides_scope(client, headers, permissioned):
+    assert _fact_keys(client, headers, requester_id="doctor", requester_scopes="medical") == [
+        "by_scope",
+        "scope_but_denied",
+    ]
+    assert _fact_keys(client, headers, requester_id="nurse", requester_scopes="medical,other") == ["by_scope"]
+
+
+def test_unknown_requester_sees_nothing(client, headers, permissioned):
+    assert _fact_keys(client, headers, requester_id="stranger") == []
+
+
+def test_field_keys_filter(client, headers):
+    for key in ("a", "b", "c"):
+        _write(client, headers, field_key=key)
+    assert _fact_keys(client, headers, field_keys="a,c") == ["a", "c"]
+
+
+def test_facts_response_shape(client, headers):
+    created = _write(client, headers, value={"level": 3})
+    body = client.get(f"/v1/facts?{read_query()}", headers=headers).get_json()
+    assert body == {
+        "subject": {"type": "user", "id": "u-1"},
+        "facts": [
+            {
+                "field_key": "allergy",
+                "value": {"level": 3},
+                "corrected_at": created["created_at"],
+                "correction_id": created["correction_id"],
+                "actor": {"type": "user", "id": "u-1"},
+            }
+        ],
+    }
+
+
+def test_history_is_newest_first_filtered_by_permission_and_field(client, headers):
+    _write(client, headers, value="one")
+    _write(client, headers, value="two")
+    _write(client, headers, field_key="diet", value="vegan")
+    _write(client, headers, field_key="secret", permissions={"readers": ["someone-else"]})
+    history = client.get(f"/v1/history?{read_query()}", headers=headers).get_json()["history"]
+    assert [(row["field_key"], row["value"], row["status"]) for row in history] == [
+        ("diet", "vegan", "ACTIVE"),
+        ("allergy", "two", "ACTIVE"),
+        ("allergy", "one", "SUPERSEDED"),
+    ]
+    only_allergy = client.get(f"/v1/history?{read_query(field_key='allergy')}", headers=headers).get_json()
+    assert [row["value"] for row in only_allergy["history"]] == ["two", "one"]
+
+
+def test_tenant_b_never_sees_tenant_a_without_keys(client, headers):
+    _write(client, headers)
+    other = {"X-Tenant-Id": str(uuid.uuid4())}
+    assert client.get(f"/v1/facts?{read_query()}", headers=other).get_json()["facts"] == []
+    assert client.get(f"/v1/history?{read_query()}", headers=other).get_json()["history"] == []
+
+
+@pytest.mark.parametrize("endpoint", ["/v1/facts", "/v1/history"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "subject_id=u&requester_id=r",
+        "subject_type=user&requester_id=r",
+        "subject_type=user&subject_id=u",
+        "subject_type=&subject_id=u&requester_id=r",
+        "subject_type=user&subject_id=u&requester_id=r%00",
+    ],
+)
+def test_missing_or_bad_query_parameters_are_400(client, headers, endpoint, query):
+    response = client.get(f"{endpoint}?{query}", headers=headers)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+def test_include_revoked_must_be_a_boolean(client, headers):
+    response = client.get(f"/v1/history?{read_query(include_revoked='maybe')}", headers=headers)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"] == {"field": "include_revoked"}
