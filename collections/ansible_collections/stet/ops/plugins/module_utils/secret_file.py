@@ -13,18 +13,18 @@ class SecretFileError(Exception):
 
 
 def read_secret_file(path, what):
-    """Return the stripped content of ``path``; ``what`` names the secret in errors."""
+    """Return the stripped content of ``path``; ``what`` (the option's name) starts every error."""
     try:
         with open(path, encoding="utf-8") as handle:
             content = handle.read().strip()
     except FileNotFoundError:
-        raise SecretFileError(f"{what} file {path} does not exist") from None
+        raise SecretFileError(f"{what} {path} does not exist") from None
     except PermissionError:
-        raise SecretFileError(f"{what} file {path} is not readable by this user") from None
+        raise SecretFileError(f"{what} {path} is not readable by this user") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SecretFileError(f"{what} file {path} cannot be read: {exc.__class__.__name__}") from None
+        raise SecretFileError(f"{what} {path} cannot be read: {exc.__class__.__name__}") from None
     if not content:
-        raise SecretFileError(f"{what} file {path} is empty")
+        raise SecretFileError(f"{what} {path} is empty")
     return content
 
 

@@ -78,7 +78,7 @@ class StetApi:
         self.api_key = params["api_key"]
         if params["api_key_file"]:
             try:
-                self.api_key = read_secret_file(params["api_key_file"], "api_key")
+                self.api_key = read_secret_file(params["api_key_file"], "api_key_file")
             except SecretFileError as exc:
                 raise ApiError("invalid_argument", str(exc)) from None
 

@@ -22,7 +22,7 @@ description:
     is set, that file must hold the active key's valid token, otherwise the task fails
     rather than silently replacing a key other clients may use.
 author:
-  - STET Ops team
+  - STET Ops team (@stet-ops)
 extends_documentation_fragment:
   - stet.ops.postgres
 attributes:
@@ -143,7 +143,7 @@ CREATE = "INSERT INTO api_keys (key_id, tenant_id, name, secret_hash) VALUES (%s
 
 def token_file_holds(path, key_id, secret_hash):
     try:
-        return token_matches(read_secret_file(path, "token"), key_id, secret_hash)
+        return token_matches(read_secret_file(path, "token_file"), key_id, secret_hash)
     except SecretFileError:
         return False
 

@@ -22,7 +22,7 @@ description:
     C(invalid_argument) - and differ from a reached threshold, whose RV(error_kind) is
     C(escalation).
 author:
-  - STET Ops team
+  - STET Ops team (@stet-ops)
 extends_documentation_fragment:
   - stet.ops.api
 attributes:

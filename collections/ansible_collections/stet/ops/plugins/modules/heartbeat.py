@@ -18,7 +18,7 @@ description:
   - Failures say what went wrong, in RV(error_kind) - C(network), C(tls), C(timeout), C(http)
     (with the API's error code), C(invalid_json) or C(invalid_argument).
 author:
-  - STET Ops team
+  - STET Ops team (@stet-ops)
 extends_documentation_fragment:
   - stet.ops.api
 attributes:

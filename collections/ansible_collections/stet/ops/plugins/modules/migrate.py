@@ -31,7 +31,7 @@ description:
     transaction (C(CREATE INDEX CONCURRENTLY), C(VACUUM)) and C(BEGIN ATOMIC) function bodies
     are not supported.
 author:
-  - STET Ops team
+  - STET Ops team (@stet-ops)
 extends_documentation_fragment:
   - stet.ops.postgres
 attributes:
