@@ -10,7 +10,6 @@ import os
 import uuid
 
 import pytest
-
 from helpers import apply_bundled_migrations, create_database, drop_database, write_ledger
 from stet_api import create_app
 
@@ -20,7 +19,8 @@ def server_url() -> str:
     url = os.environ.get("STET_TEST_DATABASE_URL")
     if not url:
         pytest.fail(
-            "STET_TEST_DATABASE_URL is not set: run `export STET_TEST_DATABASE_URL=$(scripts/test-postgres start)`",
+            "STET_TEST_DATABASE_URL is not set; run"
+            " `export STET_TEST_DATABASE_URL=$(scripts/test-postgres start)` first",
             pytrace=False,
         )
     return url

@@ -10,7 +10,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
-
 from stet_api.migrations_bundle import bundled_migrations
 
 HISTORICAL_DIR = Path(__file__).parent / "historical"
@@ -83,7 +82,12 @@ def create_api_key(url: str, tenant_id: str, name: str | None = None) -> tuple[s
     with connect(url) as conn, conn.cursor() as cursor:
         cursor.execute(
             "INSERT INTO api_keys (key_id, tenant_id, name, secret_hash) VALUES (%s, %s, %s, %s)",
-            (str(key_id), tenant_id, name or f"key-{key_id.hex[:8]}", hashlib.sha256(secret.encode()).hexdigest()),
+            (
+                str(key_id),
+                tenant_id,
+                name or f"key-{key_id.hex[:8]}",
+                hashlib.sha256(secret.encode()).hexdigest(),
+            ),
         )
     return str(key_id), f"stet_{key_id.hex}_{secret}"
 

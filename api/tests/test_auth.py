@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
-from helpers import connect, create_api_key, correction, read_query
+from helpers import connect, correction, create_api_key, read_query
 
 
 @pytest.fixture
@@ -49,7 +48,7 @@ def test_only_the_hash_of_the_secret_is_stored(db_url, key):
     ["none", "malformed", "wrong_scheme", "unknown_key", "wrong_secret"],
 )
 def test_missing_or_invalid_keys_are_401(secure, tenant, key, token_for):
-    key_id, token = key
+    token = key[1]
     headers = {"X-Tenant-Id": tenant}
     if token_for == "malformed":
         headers["Authorization"] = "Bearer stet_nothex_short"

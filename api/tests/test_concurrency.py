@@ -26,7 +26,9 @@ def _race(app, bodies, tenant):
 
 def _statuses_by_field(db_url, tenant):
     with connect(db_url) as conn, conn.cursor() as cursor:
-        cursor.execute("SELECT status, count(*) FROM corrections WHERE tenant_id = %s GROUP BY status", (tenant,))
+        cursor.execute(
+            "SELECT status, count(*) FROM corrections WHERE tenant_id = %s GROUP BY status", (tenant,)
+        )
         return dict(cursor.fetchall())
 
 

@@ -6,7 +6,6 @@ import json
 import uuid
 
 import pytest
-
 from helpers import connect, correction, read_query
 
 
@@ -26,7 +25,10 @@ def test_second_correction_supersedes_the_first(client, headers):
     assert second.status_code == 201
     assert second.get_json()["supersedes"] == first["correction_id"]
     history = client.get(f"/v1/history?{read_query()}", headers=headers).get_json()["history"]
-    assert [(row["value"], row["status"]) for row in history] == [("shellfish", "ACTIVE"), ("peanuts", "SUPERSEDED")]
+    assert [(row["value"], row["status"]) for row in history] == [
+        ("shellfish", "ACTIVE"),
+        ("peanuts", "SUPERSEDED"),
+    ]
 
 
 def test_same_key_same_payload_replays_the_original_response(client, headers):
@@ -69,7 +71,9 @@ def test_explicit_supersedes_of_the_active_correction(client, headers):
 def test_explicit_supersedes_must_name_an_active_correction_of_the_field(client, headers, target):
     first = client.post("/v1/corrections", json=correction(), headers=headers).get_json()
     client.post("/v1/corrections", json=correction(value="soy"), headers=headers)
-    other_field = client.post("/v1/corrections", json=correction(field_key="diet"), headers=headers).get_json()
+    other_field = client.post(
+        "/v1/corrections", json=correction(field_key="diet"), headers=headers
+    ).get_json()
     foreign = client.post("/v1/corrections", json=correction(), headers={"X-Tenant-Id": str(uuid.uuid4())})
     supersedes = {
         "superseded": first["correction_id"],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from helpers import connect
 
 VERSION = "2026-01-01T12:00:00+00:00"
@@ -35,7 +34,9 @@ def test_heartbeat_is_stored_with_origin(client, headers, db_url, tenant):
     assert body["system_id"] == "gateway"
     assert body["enforced_correction_version"] == VERSION
     with connect(db_url) as conn, conn.cursor() as cursor:
-        cursor.execute("SELECT origin FROM enforcement_heartbeats WHERE heartbeat_id = %s", (body["heartbeat_id"],))
+        cursor.execute(
+            "SELECT origin FROM enforcement_heartbeats WHERE heartbeat_id = %s", (body["heartbeat_id"],)
+        )
         assert cursor.fetchone()[0]["environment"] == "test"
 
 
@@ -95,7 +96,10 @@ def test_escalation_levels(client, headers, db_url, tenant):
 
 def test_escalation_for_one_named_system(client, headers):
     _beat(client, headers, "a")
-    assert client.get("/v1/enforcement/escalation?system_id=a", headers=headers).get_json()["escalation"] == "NONE"
+    assert (
+        client.get("/v1/enforcement/escalation?system_id=a", headers=headers).get_json()["escalation"]
+        == "NONE"
+    )
     named_missing = client.get("/v1/enforcement/escalation?system_id=zzz", headers=headers).get_json()
     assert named_missing["escalation"] == "CRITICAL"
     assert named_missing["summary"]["total_systems"] == 1

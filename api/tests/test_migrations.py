@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import psycopg2
 import pytest
-
 from helpers import (
     HISTORICAL_DIR,
     apply_bundled_migrations,
@@ -53,8 +52,8 @@ def _schema(url):
 def test_empty_database_gets_every_table_and_the_critical_indexes(scratch_db):
     apply_bundled_migrations(scratch_db)
     columns, indexes, _ = _schema(scratch_db)
-    assert TABLES <= {table for table, *_ in columns}
-    assert CRITICAL_INDEXES <= {name for name, _ in indexes}
+    assert {table for table, *_ in columns} >= TABLES
+    assert {name for name, _ in indexes} >= CRITICAL_INDEXES
     unique_active = dict(indexes)["uniq_active_per_field"]
     assert "UNIQUE" in unique_active
     assert "WHERE (status = 'ACTIVE'::text)" in unique_active
@@ -100,9 +99,10 @@ def test_hand_migrated_database_ends_identical_to_a_fresh_one_and_keeps_its_rows
 def test_database_rejects_a_second_active_row_and_unknown_status(scratch_db):
     apply_bundled_migrations(scratch_db)
     insert = (
-        "INSERT INTO corrections (correction_id, tenant_id, subject_type, subject_id, field_key, value, class,"
-        " status, permissions, actor_type, actor_id, idempotency_key, origin) VALUES (gen_random_uuid(),"
-        " '00000000-0000-0000-0000-000000000001', 'user', 'u', 'f', '1', 'FACT', %s, '{}', 'a', 'a', 'k', '{}')"
+        "INSERT INTO corrections (correction_id, tenant_id, subject_type, subject_id, field_key, value,"
+        " class, status, permissions, actor_type, actor_id, idempotency_key, origin)"
+        " VALUES (gen_random_uuid(), '00000000-0000-0000-0000-000000000001', 'user', 'u', 'f', '1',"
+        " 'FACT', %s, '{}', 'a', 'a', 'k', '{}')"
     )
     with connect(scratch_db) as conn, conn.cursor() as cursor:
         cursor.execute(insert, ("ACTIVE",))

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import make_app
-from helpers import create_api_key, correction
+from helpers import correction, create_api_key
 
 LIMIT = 3
 
@@ -57,7 +56,9 @@ def test_without_keys_clients_are_told_apart_by_address(db_url, tenant):
     def post(remote, forwarded=None):
         extra = {"X-Forwarded-For": forwarded} if forwarded else {}
         environ = {"REMOTE_ADDR": remote}
-        return client.post("/v1/corrections", json=correction(), headers={**headers, **extra}, environ_base=environ)
+        return client.post(
+            "/v1/corrections", json=correction(), headers={**headers, **extra}, environ_base=environ
+        )
 
     try:
         assert post("127.0.0.1", "203.0.113.7").status_code == 201

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from helpers import correction, read_query
 
 
@@ -25,8 +24,18 @@ def _fact_keys(client, headers, **query):
 def permissioned(client, headers):
     _write(client, headers, field_key="by_reader", permissions={"readers": ["assistant"]})
     _write(client, headers, field_key="by_scope", permissions={"scopes": ["medical"]})
-    _write(client, headers, field_key="denied", permissions={"readers": ["assistant"], "deny_list": ["assistant"]})
-    _write(client, headers, field_key="scope_but_denied", permissions={"scopes": ["medical"], "deny_list": ["nurse"]})
+    _write(
+        client,
+        headers,
+        field_key="denied",
+        permissions={"readers": ["assistant"], "deny_list": ["assistant"]},
+    )
+    _write(
+        client,
+        headers,
+        field_key="scope_but_denied",
+        permissions={"scopes": ["medical"], "deny_list": ["nurse"]},
+    )
     _write(client, headers, field_key="discardable", **{"class": "DISCARDABLE"})
 
 

@@ -1,0 +1,144 @@
+"""Operations endpoints, configuration, error bodies and the access log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import pytest
+from conftest import make_app
+from helpers import correction, create_database, drop_database, read_query, write_ledger
+from stet_api import create_app
+from stet_api.app import ACCESS_LOGGER
+from stet_api.config import ConfigError, Settings
+
+UNREACHABLE_DB = "postgresql://nobody:nothing@127.0.0.1:1/none"
+
+
+@pytest.fixture
+def dead_db_client():
+    app = create_app({"DATABASE_URL": UNREACHABLE_DB, "STET_AUTH_REQUIRED": "false"})
+    yield app.test_client()
+    app.extensions["stet_pool"].close()
+
+
+def test_health_answers_without_a_database(dead_db_client):
+    response = dead_db_client.get("/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_database_down_is_503_database_unavailable(dead_db_client, headers):
+    response = dead_db_client.get(f"/v1/facts?{read_query()}", headers=headers)
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "DATABASE_UNAVAILABLE"
+    ready = dead_db_client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.get_json()["database"] == "unreachable"
+
+
+def test_ready_when_ledger_is_current(client):
+    response = client.get("/ready")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ready"
+    assert body["migrations"]["applied"] == body["migrations"]["expected"] >= 9
+
+
+def test_not_ready_when_ledger_is_missing_or_behind(server_url, db_url):
+    url = create_database(server_url, "stet_api_ledger")
+    app = make_app(url)
+    try:
+        missing = app.test_client().get("/ready")
+        assert missing.status_code == 503
+        assert missing.get_json()["error"]["code"] == "MIGRATIONS_NOT_CURRENT"
+        assert missing.get_json()["migrations"]["applied"] is None
+        write_ledger(url, up_to_version=3)
+        behind = app.test_client().get("/ready").get_json()
+        assert behind["migrations"] == {"applied": 3, "expected": behind["migrations"]["expected"]}
+    finally:
+        app.extensions["stet_pool"].close()
+        drop_database(server_url, url)
+
+
+def test_metrics_count_requests_and_escalations(client, headers):
+    client.post("/v1/corrections", json=correction(), headers=headers)
+    client.get(f"/v1/facts?{read_query()}", headers=headers)
+    client.get("/v1/enforcement/escalation", headers=headers)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    text = response.get_data(as_text=True)
+    assert 'stet_correction_requests_total{status="201"}' in text
+    assert 'stet_fact_requests_total{status="200"}' in text
+    assert 'stet_request_duration_seconds_bucket{endpoint="/v1/facts",le="0.05",method="GET"}' in text
+    assert 'stet_escalation_evaluations_total{level="NONE"}' in text
+
+
+def test_openapi_document_lists_every_route(client, legacy_app):
+    document = client.get("/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    documented = {(path, method.upper()) for path, ops in document["paths"].items() for method in ops}
+    routed = {
+        (rule.rule.replace("<", "{").replace(">", "}"), method)
+        for rule in legacy_app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+        if rule.endpoint != "static" and rule.rule != "/openapi.json"
+    }
+    assert routed == documented
+
+
+def test_request_id_is_echoed_or_generated(client):
+    assert client.get("/health", headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"] == "abc-123"
+    generated = client.get("/health", headers={"X-Request-Id": "bad id with spaces"}).headers["X-Request-Id"]
+    assert len(generated) == 32
+
+
+def test_unknown_route_and_wrong_method_are_json_errors(client):
+    assert client.get("/v2/nothing").get_json()["error"]["code"] == "NOT_FOUND"
+    wrong = client.delete("/v1/facts")
+    assert wrong.status_code == 405
+    assert wrong.get_json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+def test_access_log_is_one_json_line_with_the_request_id(client, headers):
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.addHandler(handler)
+    try:
+        client.get(f"/v1/facts?{read_query()}", headers={**headers, "X-Request-Id": "trace-1"})
+    finally:
+        logger.removeHandler(handler)
+    entry = json.loads(records[-1].getMessage())
+    assert entry["request_id"] == "trace-1"
+    assert entry["path"] == "/v1/facts"
+    assert entry["status"] == 200
+    assert entry["duration_ms"] >= 0
+
+
+def test_database_url_file_is_read_and_env_value_not_needed(tmp_path):
+    secret = tmp_path / "database_url"
+    secret.write_text("postgresql://stet:s3cret@db/stet\n")
+    os.chmod(secret, 0o600)
+    settings = Settings.from_env({"DATABASE_URL_FILE": str(secret), "STET_AUTH_REQUIRED": "false"})
+    assert settings.database_url == "postgresql://stet:s3cret@db/stet"
+    assert settings.auth_required is False
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "DATABASE_URL"),
+        ({"DATABASE_URL_FILE": "/nonexistent/url"}, "cannot be read"),
+        ({"DATABASE_URL": "postgresql://x", "STET_HEARTBEAT_INTERVAL_SECONDS": "soon"}, "integer"),
+        ({"DATABASE_URL": "postgresql://x", "STET_AUTH_REQUIRED": "perhaps"}, "true or false"),
+        ({"DATABASE_URL": "postgresql://x", "STET_DB_POOL_MIN": "9", "STET_DB_POOL_MAX": "2"}, "POOL_MIN"),
+    ],
+)
+def test_bad_configuration_fails_with_a_clear_message(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
