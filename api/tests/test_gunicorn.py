@@ -1,0 +1,160 @@
+"""The app under real gunicorn workers: multi-worker metrics and a database restart.
+
+Uses a second throwaway PostgreSQL cluster (own data directory and port) so stopping
+and starting it never disturbs other suites on the shared test server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from helpers import apply_bundled_migrations, create_database, write_ledger
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_POSTGRES = REPO / "scripts" / "test-postgres"
+OWN_CLUSTER_ROOT = Path("/tmp/stet-api-gunicorn-pg")
+OWN_CLUSTER_PORT = os.environ.get("STET_API_RESTART_PGPORT", "55433")
+
+
+def _cluster(command: str) -> str:
+    env = {
+        **os.environ,
+        "STET_TEST_PGDATA": str(OWN_CLUSTER_ROOT / "data"),
+        "STET_TEST_PGPORT": OWN_CLUSTER_PORT,
+    }
+    return subprocess.run(
+        [TEST_POSTGRES, command], env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    superuser_url = _cluster("start").strip()
+    db_url = create_database(superuser_url, "stet_api_gunicorn")
+    apply_bundled_migrations(db_url)
+    write_ledger(db_url)
+    workdir = tmp_path_factory.mktemp("gunicorn")
+    url_file = workdir / "database_url"
+    url_file.write_text(db_url)
+    url_file.chmod(0o600)
+    metrics_dir = workdir / "metrics"
+    metrics_dir.mkdir()
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        "DATABASE_URL_FILE": str(url_file),
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "STET_AUTH_REQUIRED": "false",
+        "STET_DB_CONNECT_TIMEOUT_SECONDS": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:stet_api.gunicorn_conf", "stet_api.wsgi:app"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(f"{base}/health")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        _cluster("stop")
+        shutil.rmtree(OWN_CLUSTER_ROOT, ignore_errors=True)
+
+
+def _facts(base: str, tenant: str) -> requests.Response:
+    return requests.get(
+        f"{base}/v1/facts",
+        params={"subject_type": "user", "subject_id": "u-1", "requester_id": "assistant"},
+        headers={"X-Tenant-Id": tenant},
+        timeout=10,
+    )
+
+
+def _metric(text: str, sample: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_metrics_add_up_across_workers(server):
+    sample = 'stet_fact_requests_total{status="200"}'
+    before = _metric(requests.get(f"{server}/metrics", timeout=5).text, sample)
+    tenant = str(uuid.uuid4())
+    for _ in range(40):
+        assert _facts(server, tenant).status_code == 200
+    after = _metric(requests.get(f"{server}/metrics", timeout=5).text, sample)
+    assert after - before == 40
+
+
+def test_service_survives_a_database_restart_without_being_restarted(server):
+    tenant = str(uuid.uuid4())
+    assert _facts(server, tenant).status_code == 200
+    assert requests.get(f"{server}/ready", timeout=5).status_code == 200
+
+    _cluster("stop")
+    down = _facts(server, tenant)
+    assert down.status_code == 503
+    assert down.json()["error"]["code"] == "DATABASE_UNAVAILABLE"
+    assert requests.get(f"{server}/ready", timeout=5).status_code == 503
+    assert requests.get(f"{server}/health", timeout=5).status_code == 200
+
+    _cluster("start")
+    deadline = time.monotonic() + 15
+    while _facts(server, tenant).status_code != 200:
+        assert time.monotonic() < deadline, "the API did not recover after the database came back"
+        time.sleep(0.2)
+    # Every worker's pool has shed its dead connections: no request fails any more.
+    assert [_facts(server, tenant).status_code for _ in range(30)] == [200] * 30
+    assert requests.get(f"{server}/ready", timeout=5).status_code == 200
+
+
+def test_requests_during_a_fast_restart_never_get_a_500(server):
+    tenant = str(uuid.uuid4())
+    restart = subprocess.Popen(
+        [TEST_POSTGRES, "restart"],
+        env={
+            **os.environ,
+            "STET_TEST_PGDATA": str(OWN_CLUSTER_ROOT / "data"),
+            "STET_TEST_PGPORT": OWN_CLUSTER_PORT,
+        },
+        stdout=subprocess.DEVNULL,
+    )
+    statuses = set()
+    while restart.poll() is None:
+        statuses.add(_facts(server, tenant).status_code)
+    assert restart.returncode == 0
+    assert statuses <= {200, 503}, statuses
+    # Once the server is back, the very next request succeeds (stale connection retried).
+    assert _facts(server, tenant).status_code == 200
