@@ -119,7 +119,7 @@ def split_statements(text):
     return statements
 
 
-def unwrap_transaction(statements, file_name):
+def unwrap_transaction(statements):
     """Drop a BEGIN ... COMMIT pair wrapping the whole file; refuse any other transaction control.
 
     The module runs each file in its own transaction and records it in the ledger before
@@ -135,7 +135,7 @@ def unwrap_transaction(statements, file_name):
         text = statement.text
         if _TRANSACTION_START.match(text) or _TRANSACTION_END.match(text) or _TRANSACTION_OTHER.match(text):
             raise SqlSplitError(
-                f"{file_name} line {statement.line}: transaction control ({text.split()[0].upper()}) is not "
+                f"line {statement.line}: transaction control ({text.split()[0].upper()}) is not "
                 "allowed inside a migration; each file already runs in its own transaction"
             )
     return statements

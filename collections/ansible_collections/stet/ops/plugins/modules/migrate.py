@@ -246,7 +246,7 @@ def statements_of(plan):
                 f"{migration.file_name} is not UTF-8 text ({exc.reason} at byte {exc.start})"
             ) from None
         try:
-            statements[migration.version] = unwrap_transaction(split_statements(text), migration.file_name)
+            statements[migration.version] = unwrap_transaction(split_statements(text))
         except SqlSplitError as exc:
             raise SqlSplitError(f"{migration.file_name}: {exc}") from None
     return statements

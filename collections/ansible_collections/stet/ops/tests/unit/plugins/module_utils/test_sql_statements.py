@@ -66,7 +66,7 @@ def test_unterminated_constructs_are_reported_with_their_line(sql, message):
 
 def test_a_begin_commit_wrapper_is_dropped():
     statements = split_statements("BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n")
-    assert [s.text for s in unwrap_transaction(statements, "001_a.sql")] == ["CREATE TABLE a (id int)"]
+    assert [s.text for s in unwrap_transaction(statements)] == ["CREATE TABLE a (id int)"]
 
 
 @pytest.mark.parametrize(
@@ -78,5 +78,5 @@ def test_a_begin_commit_wrapper_is_dropped():
     ],
 )
 def test_other_transaction_control_is_refused(sql):
-    with pytest.raises(SqlSplitError, match=r"002_x\.sql line [0-9]+: transaction control"):
-        unwrap_transaction(split_statements(sql), "002_x.sql")
+    with pytest.raises(SqlSplitError, match=r"^line [0-9]+: transaction control"):
+        unwrap_transaction(split_statements(sql))
