@@ -7,6 +7,7 @@ may not read never leave the database.
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,11 @@ from stet_api.db import Cursor
 def _rows(cursor: Cursor) -> list[dict[str, Any]]:
     names = [column.name for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _first_row(cursor: Cursor) -> dict[str, Any] | None:
+    rows = _rows(cursor)
+    return rows[0] if rows else None
 
 
 # --- corrections -------------------------------------------------------------------------
@@ -46,8 +52,7 @@ def idempotent_replay(cursor: Cursor, tenant_id: uuid.UUID, key: str) -> dict[st
         " WHERE i.tenant_id = %s AND i.key = %s",
         (tenant_id, key),
     )
-    rows = _rows(cursor)
-    return rows[0] if rows else None
+    return _first_row(cursor)
 
 
 def active_correction_for_update(
@@ -58,8 +63,7 @@ def active_correction_for_update(
         " WHERE tenant_id = %s AND correction_id = %s AND status = 'ACTIVE' FOR UPDATE",
         (tenant_id, correction_id),
     )
-    rows = _rows(cursor)
-    return rows[0] if rows else None
+    return _first_row(cursor)
 
 
 def supersede_active(
@@ -105,8 +109,7 @@ def revoke_correction(
         "   json_build_object('type', revoked_by_type, 'id', revoked_by_id) AS revoked_by",
         (reason, actor["type"], actor["id"], tenant_id, correction_id),
     )
-    rows = _rows(cursor)
-    return rows[0] if rows else None
+    return _first_row(cursor)
 
 
 def revoked_correction(cursor: Cursor, tenant_id: uuid.UUID, correction_id: uuid.UUID) -> dict | None:
@@ -116,64 +119,47 @@ def revoked_correction(cursor: Cursor, tenant_id: uuid.UUID, correction_id: uuid
         " WHERE tenant_id = %s AND correction_id = %s AND status = 'REVOKED'",
         (tenant_id, correction_id),
     )
-    rows = _rows(cursor)
-    return rows[0] if rows else None
+    return _first_row(cursor)
 
 
-def permitted_facts(
-    cursor: Cursor,
-    tenant_id: uuid.UUID,
-    subject: tuple[str, str],
-    requester_id: str,
-    requester_scopes: list[str],
-    field_keys: list[str] | None,
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ReadScope:
+    """Whose data is read and who is asking: the inputs of the permission rule."""
+
+    tenant_id: uuid.UUID
+    subject_type: str
+    subject_id: str
+    requester_id: str
+    requester_scopes: list[str]
+
+
+def permitted_facts(cursor: Cursor, scope: ReadScope, field_keys: list[str] | None) -> list[dict[str, Any]]:
     cursor.execute(
-        "SELECT correction_id, field_key, value, actor_type, actor_id, created_at FROM corrections"
+        "SELECT field_key, value, created_at AS corrected_at, correction_id, "
+        "json_build_object('type', actor_type, 'id', actor_id) AS actor FROM corrections"
         " WHERE tenant_id = %(tenant_id)s AND subject_type = %(subject_type)s"
         "   AND subject_id = %(subject_id)s AND status = 'ACTIVE' AND class = 'FACT'"
         "   AND (%(field_keys)s::text[] IS NULL OR field_key = ANY(%(field_keys)s::text[]))"
         "   AND stet_may_read(permissions, %(requester_id)s, %(requester_scopes)s::text[])"
         " ORDER BY field_key",
-        {
-            "tenant_id": tenant_id,
-            "subject_type": subject[0],
-            "subject_id": subject[1],
-            "requester_id": requester_id,
-            "requester_scopes": requester_scopes,
-            "field_keys": field_keys,
-        },
+        {**asdict(scope), "field_keys": field_keys},
     )
     return _rows(cursor)
 
 
 def permitted_history(
-    cursor: Cursor,
-    tenant_id: uuid.UUID,
-    subject: tuple[str, str],
-    requester_id: str,
-    requester_scopes: list[str],
-    field_key: str | None,
-    include_revoked: bool,
+    cursor: Cursor, scope: ReadScope, field_key: str | None, include_revoked: bool
 ) -> list[dict[str, Any]]:
     cursor.execute(
-        "SELECT correction_id, field_key, value, actor_type, actor_id, created_at, class, status, supersedes"
-        " FROM corrections"
+        "SELECT correction_id, field_key, value, class, status, supersedes, created_at, "
+        "json_build_object('type', actor_type, 'id', actor_id) AS actor FROM corrections"
         " WHERE tenant_id = %(tenant_id)s AND subject_type = %(subject_type)s"
         "   AND subject_id = %(subject_id)s"
         "   AND (%(include_revoked)s OR status <> 'REVOKED')"
         "   AND (%(field_key)s::text IS NULL OR field_key = %(field_key)s)"
         "   AND stet_may_read(permissions, %(requester_id)s, %(requester_scopes)s::text[])"
         " ORDER BY created_at DESC, correction_id",
-        {
-            "tenant_id": tenant_id,
-            "subject_type": subject[0],
-            "subject_id": subject[1],
-            "requester_id": requester_id,
-            "requester_scopes": requester_scopes,
-            "field_key": field_key,
-            "include_revoked": include_revoked,
-        },
+        {**asdict(scope), "field_key": field_key, "include_revoked": include_revoked},
     )
     return _rows(cursor)
 
@@ -190,7 +176,7 @@ def insert_heartbeat(
         " RETURNING heartbeat_id, system_id, enforced_correction_version, reported_at",
         (uuid.uuid4(), tenant_id, system_id, enforced_version, Json(origin)),
     )
-    return _rows(cursor)[0]
+    return _first_row(cursor)
 
 
 def system_heartbeats(cursor: Cursor, tenant_id: uuid.UUID, system_id: str | None) -> list[dict[str, Any]]:
@@ -252,8 +238,7 @@ def api_key(cursor: Cursor, key_id: uuid.UUID) -> dict[str, Any] | None:
     cursor.execute(
         "SELECT tenant_id, secret_hash FROM api_keys WHERE key_id = %s AND revoked_at IS NULL", (key_id,)
     )
-    rows = _rows(cursor)
-    return rows[0] if rows else None
+    return _first_row(cursor)
 
 
 def count_write(cursor: Cursor, client: str, window_seconds: int) -> tuple[int, datetime, int]:

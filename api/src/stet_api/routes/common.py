@@ -31,7 +31,3 @@ def json_body() -> Any:
 def origin() -> dict[str, str]:
     """Who wrote a row: recorded on corrections and heartbeats for forensic attribution."""
     return {"service": "stet-api", "version": settings().version, "environment": settings().environment}
-
-
-def actor(row: dict[str, Any]) -> dict[str, str]:
-    return {"type": row["actor_type"], "id": row["actor_id"]}
