@@ -58,7 +58,9 @@ def authenticate() -> Caller:
     if match is None:
         raise _unauthenticated("the API key is malformed")
     key_id = uuid.UUID(hex=match["key_id"])
-    key = current_app.extensions["stet_pool"].run(lambda cursor: queries.api_key(cursor, key_id))
+    key = current_app.extensions["stet_pool"].run(
+        lambda cursor: queries.api_key(cursor, key_id), single_statement=True
+    )
     presented_hash = hashlib.sha256(match["secret"].encode()).hexdigest()
     stored_hash = key["secret_hash"] if key else _UNKNOWN_KEY_HASH
     if not hmac.compare_digest(presented_hash, stored_hash) or key is None:

@@ -93,9 +93,11 @@ class ConnectionPool:
                 conn.close()
             self._idle.clear()
 
-    def run(self, work: Callable[[Cursor], T]) -> T:
+    def run(self, work: Callable[[Cursor], T], single_statement: bool = False) -> T:
         """Run work(cursor) in one transaction and commit; map a lost database to 503.
 
+        single_statement: work issues exactly one statement, which then runs in
+        autocommit (its own implicit transaction), saving the BEGIN and COMMIT round trips.
         A failure on a reused connection before COMMIT is retried once on a fresh
         connection: nothing was committed, and the connection may simply be stale.
         """
@@ -105,6 +107,7 @@ class ConnectionPool:
             except CONNECTION_ERRORS:
                 raise DatabaseUnavailable() from None
             try:
+                conn.autocommit = single_statement
                 with conn.cursor() as cursor:
                     result = work(cursor)
             except CONNECTION_ERRORS:

@@ -44,8 +44,8 @@ def create_correction():
     payload_hash = _payload_hash(body)
     try:
         status, result = pool().run(lambda cursor: _write(cursor, caller, fields, payload_hash))
-    except psycopg2.errors.UniqueViolation:
-        # A concurrent write to the same field committed first; ours rolled back whole.
+    except (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected):
+        # A concurrent write to the same field won; ours rolled back whole.
         raise ApiError(
             409, "CONFLICT", "another correction to this field was written concurrently; read and retry"
         ) from None

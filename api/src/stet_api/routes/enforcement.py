@@ -22,7 +22,8 @@ def heartbeat():
     stored = pool().run(
         lambda cursor: queries.insert_heartbeat(
             cursor, caller.tenant_id, fields["system_id"], fields["enforced_correction_version"], origin()
-        )
+        ),
+        single_statement=True,
     )
     return jsonify(stored), 201
 
@@ -35,7 +36,9 @@ def _system_status(row: dict[str, Any], evaluated_at: datetime, allowed_age: tim
 
 def _evaluate(caller: Caller) -> tuple[datetime, list[dict[str, Any]]]:
     system_id = query_text(request.args, "system_id", required=False)
-    rows = pool().run(lambda cursor: queries.system_heartbeats(cursor, caller.tenant_id, system_id))
+    rows = pool().run(
+        lambda cursor: queries.system_heartbeats(cursor, caller.tenant_id, system_id), single_statement=True
+    )
     config = settings()
     allowed_age = timedelta(seconds=config.heartbeat_interval_seconds * config.heartbeat_grace_multiplier)
     evaluated_at = rows[0]["evaluated_at"] if rows else pool().run(queries.database_now)

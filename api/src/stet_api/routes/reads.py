@@ -31,7 +31,9 @@ def _subject(scope: queries.ReadScope) -> dict[str, str]:
 def facts():
     scope = _read_scope()
     field_keys = csv_list(request.args.get("field_keys"), "field_keys")
-    rows = pool().run(lambda cursor: queries.permitted_facts(cursor, scope, field_keys))
+    rows = pool().run(
+        lambda cursor: queries.permitted_facts(cursor, scope, field_keys), single_statement=True
+    )
     return jsonify({"subject": _subject(scope), "facts": rows})
 
 
@@ -40,5 +42,8 @@ def history():
     scope = _read_scope()
     field_key = query_text(request.args, "field_key", required=False)
     include_revoked = query_bool(request.args, "include_revoked")
-    rows = pool().run(lambda cursor: queries.permitted_history(cursor, scope, field_key, include_revoked))
+    rows = pool().run(
+        lambda cursor: queries.permitted_history(cursor, scope, field_key, include_revoked),
+        single_statement=True,
+    )
     return jsonify({"subject": _subject(scope), "history": rows})
