@@ -153,7 +153,7 @@ def test_two_concurrent_runs_apply_each_file_once(database, migrations):
     write_migrations(migrations, {"001_init.sql": INIT.replace("BEGIN;\n", "BEGIN;\nSELECT pg_sleep(4);\n")})
     command = playbook_command("migrate.yml", dict(migrations_path=migrations, dsn_file=database.dsn_file))
     pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    runs = [subprocess.Popen(command, env=playbook_environment(), **pipes) for _ in range(2)]
+    runs = [subprocess.Popen(command, env=playbook_environment(), **pipes) for _run in range(2)]
     saw_a_run_waiting = False
     while any(run.poll() is None for run in runs):
         waiting = admin_execute((WAITING_FOR_ADVISORY_LOCK, (database.name,)))[0][0]
