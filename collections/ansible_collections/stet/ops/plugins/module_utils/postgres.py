@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import traceback
 
-from ansible.module_utils.basic import missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.stet.ops.plugins.module_utils.secret_file import SecretFileError, read_secret_file
 
 try:
@@ -44,6 +44,19 @@ def postgres_common_argument_spec():
 
 def postgres_mutually_exclusive():
     return [["dsn_file", option] for option in _DSN_REPLACES]
+
+
+def postgres_module(**options):
+    """An AnsibleModule with the connection options plus ``options``, check mode, psycopg2 present."""
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(options)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=postgres_mutually_exclusive(),
+        supports_check_mode=True,
+    )
+    ensure_psycopg2(module)
+    return module
 
 
 def ensure_psycopg2(module):
@@ -96,7 +109,6 @@ def connection_arguments(params):
 
 def connect(module):
     """Open a psycopg2 connection (autocommit off) or fail_json with a message free of secrets."""
-    ensure_psycopg2(module)
     try:
         dsn, keywords = connection_arguments(module.params)
     except SecretFileError as exc:

@@ -11,6 +11,7 @@ import uuid
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
 
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 from ansible_collections.stet.ops.plugins.module_utils.secret_file import SecretFileError, read_secret_file
 
@@ -30,7 +31,15 @@ def stet_api_argument_spec():
     )
 
 
-STET_API_MUTUALLY_EXCLUSIVE = [["api_key", "api_key_file"]]
+def stet_api_module(**options):
+    """An AnsibleModule with the API options plus ``options``, supporting check mode."""
+    argument_spec = stet_api_argument_spec()
+    argument_spec.update(options)
+    return AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=[["api_key", "api_key_file"]],
+        supports_check_mode=True,
+    )
 
 
 class ApiError(Exception):

@@ -118,15 +118,8 @@ token_file:
 import os
 import uuid
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stet.ops.plugins.module_utils.api_tokens import new_token, token_matches
-from ansible_collections.stet.ops.plugins.module_utils.postgres import (
-    connect,
-    ensure_psycopg2,
-    postgres_common_argument_spec,
-    postgres_mutually_exclusive,
-    psycopg2,
-)
+from ansible_collections.stet.ops.plugins.module_utils.postgres import connect, postgres_module, psycopg2
 from ansible_collections.stet.ops.plugins.module_utils.secret_file import (
     SecretFileError,
     read_secret_file,
@@ -208,19 +201,12 @@ def manage(module, connection, tenant_id):
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
+    module = postgres_module(
         tenant_id=dict(type="str", required=True),
         name=dict(type="str", required=True),
         state=dict(type="str", choices=["present", "rotated", "absent"], default="present"),
         token_file=dict(type="path"),
     )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=postgres_mutually_exclusive(),
-        supports_check_mode=True,
-    )
-    ensure_psycopg2(module)
     try:
         tenant_id = str(uuid.UUID(module.params["tenant_id"]))
     except ValueError:

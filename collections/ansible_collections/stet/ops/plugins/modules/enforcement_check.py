@@ -109,13 +109,7 @@ status:
   type: int
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stet.ops.plugins.module_utils.stet_api import (
-    STET_API_MUTUALLY_EXCLUSIVE,
-    ApiError,
-    StetApi,
-    stet_api_argument_spec,
-)
+from ansible_collections.stet.ops.plugins.module_utils.stet_api import ApiError, StetApi, stet_api_module
 
 LEVELS = ("NONE", "WARN", "CRITICAL")
 
@@ -157,15 +151,9 @@ def check(api, system_id, fail_on):
 
 
 def main():
-    argument_spec = stet_api_argument_spec()
-    argument_spec.update(
+    module = stet_api_module(
         system_id=dict(type="str"),
         fail_on=dict(type="str", choices=["WARN", "CRITICAL", "never"], default="CRITICAL"),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=STET_API_MUTUALLY_EXCLUSIVE,
-        supports_check_mode=True,
     )
     fail_on = module.params["fail_on"]
     try:

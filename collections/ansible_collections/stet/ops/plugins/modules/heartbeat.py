@@ -80,25 +80,13 @@ error_kind:
 
 import datetime
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stet.ops.plugins.module_utils.stet_api import (
-    STET_API_MUTUALLY_EXCLUSIVE,
-    ApiError,
-    StetApi,
-    stet_api_argument_spec,
-)
+from ansible_collections.stet.ops.plugins.module_utils.stet_api import ApiError, StetApi, stet_api_module
 
 
 def main():
-    argument_spec = stet_api_argument_spec()
-    argument_spec.update(
+    module = stet_api_module(
         system_id=dict(type="str", required=True),
         enforced_correction_version=dict(type="str"),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=STET_API_MUTUALLY_EXCLUSIVE,
-        supports_check_mode=True,
     )
     version = module.params["enforced_correction_version"]
     if not version:

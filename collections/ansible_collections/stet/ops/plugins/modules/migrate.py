@@ -165,20 +165,13 @@ sqlstate:
   sample: 42703
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stet.ops.plugins.module_utils.migrations import (
     LedgerEntry,
     MigrationError,
     Plan,
     discover,
 )
-from ansible_collections.stet.ops.plugins.module_utils.postgres import (
-    connect,
-    ensure_psycopg2,
-    postgres_common_argument_spec,
-    postgres_mutually_exclusive,
-    psycopg2,
-)
+from ansible_collections.stet.ops.plugins.module_utils.postgres import connect, postgres_module, psycopg2
 from ansible_collections.stet.ops.plugins.module_utils.sql_statements import (
     SqlSplitError,
     split_statements,
@@ -371,19 +364,12 @@ def run(module, connection, files):
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
+    module = postgres_module(
         path=dict(type="path", required=True),
         baseline=dict(type="int"),
         allow_checksum_drift=dict(type="bool", default=False),
         lock_timeout=dict(type="int", default=300),
     )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=postgres_mutually_exclusive(),
-        supports_check_mode=True,
-    )
-    ensure_psycopg2(module)
     try:
         files = discover(module.params["path"])
     except (MigrationError, OSError) as exc:
