@@ -100,7 +100,7 @@ class PlaybookRun:
 
 
 def playbook_command(playbook, variables, check=False, diff=False):
-    variables = dict(variables, ansible_python_interpreter=sys.executable)
+    variables = {"ansible_python_interpreter": sys.executable, **variables}
     command = ["ansible-playbook", "-i", "localhost,", "-c", "local", str(PLAYBOOKS / playbook)]
     command += ["-e", json.dumps(variables, default=str)]
     return command + (["--check"] if check else []) + (["--diff"] if diff else [])

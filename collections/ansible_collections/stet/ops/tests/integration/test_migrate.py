@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from urllib.parse import urlsplit
 
@@ -193,6 +194,17 @@ def test_unreadable_dsn_file_is_a_clear_error(run_playbook, database, migrations
     garbage.write_text(f"host=x password={database.password} this is not a dsn\n")
     invalid = migrate(run_playbook, database, migrations, dsn_file=str(garbage))
     assert invalid.rc != 0 and "does not hold a valid PostgreSQL URL" in invalid.result["msg"]
+
+
+def test_a_host_without_psycopg2_is_told_what_to_install(run_playbook, database, migrations, tmp_path):
+    bare = tmp_path / "bare-python"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    interpreter = str(bare / "bin" / "python")
+    assert subprocess.run([interpreter, "-c", "import psycopg2"], capture_output=True).returncode != 0
+
+    missing = migrate(run_playbook, database, migrations, ansible_python_interpreter=interpreter)
+    assert missing.rc != 0
+    assert "Failed to import the required Python library (psycopg2)" in missing.result["msg"]
 
 
 def test_the_api_migrations_apply_from_empty_and_adopt_a_guide_database(run_playbook, database, tmp_path):
