@@ -1,0 +1,95 @@
+"""The operational playbooks against the running topology: a rolling deploy under
+continuous load, a deploy whose health gate fails, rollback, backup and test restore."""
+
+from __future__ import annotations
+
+from conftest import API_HOSTS, LoadGenerator, api, main_pids, playbook, release_of, run_ok
+
+INITIAL = "v1.2.1"  # stet_version of inventories/production/group_vars/all.yml
+NEXT = "v1.2.2-test"
+BROKEN = "v1.2.3-broken"
+
+
+def drained_servers() -> str:
+    return run_ok("stet-prod-lb", "grep -c ' down ' /etc/nginx/sites-available/stet || true").strip()
+
+
+def assert_every_host_runs(version: str) -> None:
+    for name in API_HOSTS:
+        assert release_of(name) == {"current": version, "running": {8000: version, 8001: version}}, name
+
+
+def test_rolling_deploy_under_load_loses_no_request(client):
+    assert_every_host_runs(INITIAL)
+    with LoadGenerator(rate=20) as load:
+        result = playbook("deploy.yml", "-e", f"stet_version={NEXT}")
+        summary = load.summary()
+    assert result.returncode == 0, result.stderr
+    print(f"deploy under load: sent={summary['sent']} ok={summary['ok']} failed={summary['failed']}")
+    assert summary["failed"] == 0, summary
+    assert summary["sent"] >= 200  # at least 10 s of traffic overlapped the roll
+    assert_every_host_runs(NEXT)
+    assert drained_servers() == "0"
+
+
+def test_rollback_returns_every_host_to_the_previous_release(client):
+    with LoadGenerator(rate=20) as load:
+        result = playbook("rollback.yml")
+        summary = load.summary()
+    assert result.returncode == 0, result.stderr
+    print(f"rollback under load: sent={summary['sent']} ok={summary['ok']} failed={summary['failed']}")
+    assert summary["failed"] == 0, summary
+    assert_every_host_runs(INITIAL)
+
+
+def test_a_failed_health_gate_stops_the_roll_after_the_first_host(client):
+    untouched = main_pids(API_HOSTS[1])
+    # A release whose configuration the API refuses (pool minimum above its maximum):
+    # the instances never answer /ready.
+    with LoadGenerator(rate=20) as load:
+        result = playbook(
+            "deploy.yml",
+            "-e",
+            f"stet_version={BROKEN}",
+            "-e",
+            "stet_api_db_pool_min=10",
+            "-e",
+            "stet_api_ready_retries=5",
+            "-e",
+            "stet_api_ready_delay=1",
+        )
+        summary = load.summary()
+    assert result.returncode != 0
+    print(f"failed deploy under load: sent={summary['sent']} ok={summary['ok']} failed={summary['failed']}")
+    assert summary["failed"] == 0, summary
+    assert release_of(API_HOSTS[0])["current"] == BROKEN
+    # The second host was never reached: same release, same processes.
+    assert release_of(API_HOSTS[1]) == {"current": INITIAL, "running": {8000: INITIAL, 8001: INITIAL}}
+    assert main_pids(API_HOSTS[1]) == untouched
+    # The broken host stays out of the load balancer (both of its instances).
+    assert drained_servers() == "2"
+    assert api("GET", "/health")[0] == 200
+
+
+def test_rollback_after_a_failed_deploy_touches_only_the_failed_host(client):
+    untouched = main_pids(API_HOSTS[1])
+    result = playbook("rollback.yml")
+    assert result.returncode == 0, result.stderr
+    assert_every_host_runs(INITIAL)
+    assert main_pids(API_HOSTS[1]) == untouched
+    assert drained_servers() == "0"
+
+
+def test_backup_then_test_restore_prove_the_dump(client):
+    assert playbook("backup.yml").returncode == 0
+    result = playbook("test-restore.yml")
+    assert result.returncode == 0, result.stderr
+    assert "job=test_restore status=ok" in result.stdout
+
+
+def test_restore_refuses_without_a_dump(client):
+    pids = main_pids(API_HOSTS[0])
+    result = playbook("restore.yml")
+    assert result.returncode != 0
+    assert "Name the dump to restore" in result.stdout
+    assert main_pids(API_HOSTS[0]) == pids
