@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -161,6 +163,66 @@ def wait_until_healthy(url, process, deadline_seconds=30):
             pass  # bound but its workers not booted yet
         time.sleep(0.2)
     pytest.fail(f"the API did not answer /health within {deadline_seconds}s")
+
+
+PGBOUNCER_INI = """[databases]
+* = host={host} port={port}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {listen_port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {directory}/userlist.txt
+pool_mode = transaction
+default_pool_size = 4
+logfile = {directory}/pgbouncer.log
+pidfile = {directory}/pgbouncer.pid
+"""
+
+
+@pytest.fixture
+def pgbouncer_dsn_file(database):
+    """A DSN file for ``database`` through a real PgBouncer in transaction pooling mode."""
+    if shutil.which("pgbouncer") is None:
+        pytest.fail("pgbouncer is not installed (apt-get install pgbouncer)")
+    # PgBouncer refuses to run as root; its files must then belong to the user it runs as.
+    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    directory = Path(tempfile.mkdtemp(prefix="stet-pgbouncer-"))
+    server = urlsplit(superuser_url())
+    listen_port = free_port()
+    settings = dict(host=server.hostname, port=server.port, listen_port=listen_port, directory=directory)
+    (directory / "pgbouncer.ini").write_text(PGBOUNCER_INI.format(**settings))
+    userlist = directory / "userlist.txt"
+    userlist.write_text(f'"{database.name}" "{database.password}"\n')
+    userlist.chmod(0o600)
+    if run_as:
+        shutil.chown(directory, "postgres")
+        for path in directory.iterdir():
+            shutil.chown(path, "postgres")
+    bouncer = subprocess.Popen([*run_as, "pgbouncer", str(directory / "pgbouncer.ini")])
+    dsn_file = directory / "through-pgbouncer.url"
+    dsn_file.write_text(database.url.replace(f":{server.port}/", f":{listen_port}/") + "\n")
+    dsn_file.chmod(0o600)
+    try:
+        wait_for_port(listen_port, bouncer)
+        yield dsn_file
+    finally:
+        bouncer.terminate()
+        bouncer.wait(timeout=10)
+        shutil.rmtree(directory)
+
+
+def wait_for_port(port, process, deadline_seconds=10):
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the process meant to listen on {port} exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"nothing listens on 127.0.0.1:{port} after {deadline_seconds}s")
 
 
 class RunningApi:

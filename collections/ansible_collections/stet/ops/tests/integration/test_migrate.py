@@ -149,10 +149,11 @@ def test_baseline_naming_no_file_is_refused(run_playbook, database, migrations):
     assert not table_exists(database, "corrections")
 
 
-def test_two_concurrent_runs_apply_each_file_once(database, migrations):
+def run_concurrently_and_check(database, migrations, dsn_file):
+    """Two runs at once: both succeed, one applies everything while the other waits for the lock."""
     # The first file holds its transaction open long enough for the second run to arrive.
     write_migrations(migrations, {"001_init.sql": INIT.replace("BEGIN;\n", "BEGIN;\nSELECT pg_sleep(4);\n")})
-    command = playbook_command("migrate.yml", dict(migrations_path=migrations, dsn_file=database.dsn_file))
+    command = playbook_command("migrate.yml", dict(migrations_path=migrations, dsn_file=dsn_file))
     pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     runs = [subprocess.Popen(command, env=playbook_environment(), **pipes) for _run in range(2)]
     saw_a_run_waiting = False
@@ -171,6 +172,14 @@ def test_two_concurrent_runs_apply_each_file_once(database, migrations):
     assert files_of(applier.result["applied"]) == ["001_init.sql", "002_add_origin.sql"]
     assert all(result.result["current_version"] == 2 for result in results)
     assert [row[0] for row in database.ledger()] == [1, 2]
+
+
+def test_two_concurrent_runs_apply_each_file_once(database, migrations):
+    run_concurrently_and_check(database, migrations, database.dsn_file)
+
+
+def test_concurrent_runs_through_pgbouncer_transaction_pooling(database, migrations, pgbouncer_dsn_file):
+    run_concurrently_and_check(database, migrations, pgbouncer_dsn_file)
 
 
 def test_login_options_work_and_the_password_stays_out_of_the_output(run_playbook, database, migrations):
