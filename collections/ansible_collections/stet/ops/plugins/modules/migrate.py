@@ -353,6 +353,7 @@ def run(module, connection, files):
             failed_statement=failure.statement.text,
             failed_line=failure.statement.line,
             sqlstate=failure.error.pgcode,
+            current_version=max(read_ledger(connection), default=None),
         )
         module.fail_json(msg=failure_message(failure), **result)
     finally:

@@ -262,7 +262,6 @@ def api(tmp_path_factory):
         STET_HEARTBEAT_GRACE_MULTIPLIER="2",
         STET_AUTH_REQUIRED="true",
         STET_ENV="integration",
-        PROMETHEUS_MULTIPROC_DIR=str(directory),
     )
     environment.pop("DATABASE_URL", None)
     log = open(directory / "gunicorn.log", "w")  # noqa: SIM115 - lives as long as the server

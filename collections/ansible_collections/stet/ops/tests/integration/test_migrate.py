@@ -7,6 +7,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+import psycopg2
 import pytest
 from conftest import (
     API_MIGRATIONS,
@@ -24,6 +25,8 @@ ADD_ORIGIN = (
     "    WHERE table_name = 'corrections' AND column_name = 'origin') THEN\n"
     "    ALTER TABLE corrections ADD COLUMN origin jsonb;\n  END IF;\nEND\n$$;\n"
 )
+# The key stet.ops.migrate locks ("STETmigr"), as another run would hold it.
+MIGRATION_LOCK_KEY = 0x535445546D696772
 WAITING_FOR_ADVISORY_LOCK = (
     "SELECT count(*) FROM pg_stat_activity "
     "WHERE datname = %s AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
@@ -107,6 +110,7 @@ def test_a_failing_file_is_rolled_back_and_named_with_its_statement(run_playbook
     assert "no_such_column" in result["msg"]
     assert files_of(result["applied"]) == ["001_init.sql", "002_add_origin.sql"]
     assert files_of(result["pending"]) == ["003_broken.sql", "004_after.sql"]
+    assert result["current_version"] == 2
     assert not table_exists(database, "half_done"), "the failing file was not rolled back"
     assert not table_exists(database, "enforcement_heartbeats"), "a file after the failing one ran"
     assert [row[0] for row in database.ledger()] == [1, 2]
@@ -176,6 +180,18 @@ def run_concurrently_and_check(database, migrations, dsn_file):
 
 def test_two_concurrent_runs_apply_each_file_once(database, migrations):
     run_concurrently_and_check(database, migrations, database.dsn_file)
+
+
+def test_a_lock_held_too_long_fails_the_run_without_applying(run_playbook, database, migrations):
+    holder = psycopg2.connect(database.url)
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        blocked = migrate(run_playbook, database, migrations, lock_timeout=1)
+    finally:
+        holder.close()
+    assert blocked.rc != 0 and "held the lock for more than 1s" in blocked.result["msg"]
+    assert not table_exists(database, "corrections")
 
 
 def test_concurrent_runs_through_pgbouncer_transaction_pooling(database, migrations, pgbouncer_dsn_file):
