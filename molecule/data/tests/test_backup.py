@@ -1,0 +1,144 @@
+"""Backups that are proven to restore, heartbeat archival and the maintenance schedule."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import PRIMARY, SCRIPTS, run_ok, sql
+
+testinfra_hosts = [PRIMARY]
+
+BACKUP_DIR = "/var/backups/stet"
+TABLES_QUERY = (
+    "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'"
+)
+HEARTBEATS = "SELECT count(*) FROM enforcement_heartbeats"
+CORRECTIONS = "SELECT count(*) FROM corrections"
+TENANT = "00000000-0000-0000-0000-000000000001"
+
+
+def as_stet(statement: str) -> str:
+    return f"SET ROLE stet; {statement}"
+
+
+@pytest.fixture(scope="module")
+def seeded(primary):
+    """40 heartbeats (15 of them 100 days old) and 5 corrections, owned like the API's rows."""
+    sql(primary, as_stet("TRUNCATE enforcement_heartbeats"))
+    sql(
+        primary,
+        as_stet(
+            "INSERT INTO enforcement_heartbeats (heartbeat_id, tenant_id, system_id,"
+            " enforced_correction_version, origin, reported_at)"
+            " SELECT gen_random_uuid(), :'tenant', 'sys-' || i, now(), '{}',"
+            " now() - CASE WHEN i <= 15 THEN interval '100 days' ELSE interval '1 hour' END"
+            " FROM generate_series(1, 40) i"
+        ),
+        tenant=TENANT,
+    )
+    sql(
+        primary,
+        as_stet(
+            "INSERT INTO corrections (correction_id, tenant_id, subject_type, subject_id, field_key, value,"
+            " class, status, permissions, actor_type, actor_id, idempotency_key)"
+            " SELECT gen_random_uuid(), :'tenant', 'user', 'u' || i, 'email', '\"a@b.c\"', 'FACT', 'ACTIVE',"
+            " '{}', 'human', 'ops', 'k' || i FROM generate_series(1, 5) i"
+        ),
+        tenant=TENANT,
+    )
+    return {"heartbeats": sql(primary, HEARTBEATS), "corrections": sql(primary, CORRECTIONS)}
+
+
+def last_log_line(host) -> str:
+    return run_ok(host, "tail -n 1 /var/log/stet/db-maintenance.log")
+
+
+def test_backup_restore_round_trip_loses_no_row(primary, seeded):
+    tables = sql(primary, TABLES_QUERY)
+    out = run_ok(primary, f"{SCRIPTS}/backup-database.sh")
+    assert "job=backup status=ok exit=0" in out and out == last_log_line(primary)
+    # Custom format (already compressed), not gzipped again, and readable by pg_restore.
+    assert run_ok(primary, f"head -c 5 {BACKUP_DIR}/latest.dump") == "PGDMP"
+    run_ok(primary, f"pg_restore --list {BACKUP_DIR}/latest.dump")
+
+    sql(primary, "DROP TABLE corrections CASCADE")
+    sql(primary, "DELETE FROM enforcement_heartbeats")
+    assert sql(primary, HEARTBEATS) == "0"
+
+    out = run_ok(primary, f"{SCRIPTS}/restore-database.sh")
+    assert "job=restore status=ok exit=0" in out and "verified=row_counts" in out
+    assert sql(primary, TABLES_QUERY) == tables
+    assert {"heartbeats": sql(primary, HEARTBEATS), "corrections": sql(primary, CORRECTIONS)} == seeded
+    assert sql(primary, "SELECT tableowner FROM pg_tables WHERE tablename = 'corrections'") == "stet"
+
+
+def test_test_restore_passes_and_drops_its_scratch_database(primary, seeded):
+    out = run_ok(primary, f"runuser -u postgres -- {SCRIPTS}/test-restore.sh")
+    assert "job=test_restore status=ok exit=0" in out
+    assert sql(primary, "SELECT count(*) FROM pg_database WHERE datname = 'stet_restore_test'") == "0"
+
+
+def test_test_restore_fails_when_the_dump_does_not_match(primary, seeded):
+    manifest = run_ok(primary, f"readlink -f {BACKUP_DIR}/latest.counts")
+    run_ok(primary, f"cp -p {manifest} /root/manifest.saved")
+    try:
+        run_ok(primary, rf"sed -i 's/^public.corrections|.*/public.corrections|999/' {manifest}")
+        result = primary.run(f"runuser -u postgres -- {SCRIPTS}/test-restore.sh")
+        assert result.rc == 6, result.stdout + result.stderr
+        assert "status=mismatch" in result.stdout and "public.corrections|999" in result.stdout
+    finally:
+        run_ok(primary, f"cp -p /root/manifest.saved {manifest}")
+
+
+def test_two_backups_never_overlap(primary):
+    result = primary.run(f"flock {BACKUP_DIR}/.backup.lock {SCRIPTS}/backup-database.sh")
+    assert result.rc == 3
+    assert "status=skipped exit=3 reason=another_backup_running" in result.stdout
+
+
+def test_archive_moves_only_old_heartbeats(primary, seeded):
+    before = int(sql(primary, HEARTBEATS))
+    out = run_ok(primary, f"runuser -u postgres -- {SCRIPTS}/archive-heartbeats.sh")
+    assert "job=archive_heartbeats status=ok exit=0 moved=15" in out
+    assert int(sql(primary, HEARTBEATS)) == before - 15
+    assert (
+        sql(
+            primary,
+            "SELECT count(*) FROM enforcement_heartbeats WHERE reported_at < now() - interval '90 days'",
+        )
+        == "0"
+    )
+    assert (
+        sql(
+            primary,
+            "SELECT count(*) || ':' || pg_get_userbyid(relowner)"
+            " FROM enforcement_heartbeats_archive, pg_class"
+            " WHERE relname = 'enforcement_heartbeats_archive' GROUP BY relowner",
+        )
+        == "15:stet"
+    )
+
+
+EXPECTED_CRON = {
+    ("0 2 * * *", "postgres"): 'psql -X -q -d stet -c "VACUUM ANALYZE;"',
+    ("0 3 * * *", "root"): f"{SCRIPTS}/backup-database.sh",
+    ("0 4 1 * *", "postgres"): f"{SCRIPTS}/archive-heartbeats.sh",
+    ("0 5 15 * *", "postgres"): f"{SCRIPTS}/test-restore.sh",
+}
+
+
+def test_maintenance_cron_entries(primary):
+    cron = primary.file("/etc/cron.d/stet-db-maintenance")
+    assert (cron.user, cron.mode) == ("root", 0o644)
+    entries = {}
+    for line in cron.content_string.splitlines():
+        if not line.strip() or line.startswith("#") or "=" in line.split()[0]:
+            continue
+        fields = line.split(maxsplit=6)
+        assert len(fields) == 7, line
+        entries[(" ".join(fields[:5]), fields[5])] = fields[6]
+    assert entries == EXPECTED_CRON
+    assert "password" not in cron.content_string.lower()
+    for command in EXPECTED_CRON.values():
+        if command.startswith("/"):
+            assert primary.file(command).mode == 0o755
+    assert primary.service("cron").is_running

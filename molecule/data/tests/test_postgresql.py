@@ -1,0 +1,145 @@
+"""PostgreSQL primary and replica: effective settings, checksums, authentication, replication."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from conftest import PRIMARY, run_ok, sql
+
+# Every test here takes the hosts it needs as fixtures; run each test once.
+testinfra_hosts = [PRIMARY]
+
+GUIDE_SETTINGS = {
+    "listen_addresses": "*",
+    "max_connections": "100",
+    "superuser_reserved_connections": "3",
+    "wal_level": "replica",
+    "max_wal_size": "2GB",
+    "min_wal_size": "1GB",
+    "checkpoint_completion_target": "0.9",
+    "hot_standby": "on",
+    "max_wal_senders": "3",
+    "wal_keep_size": "512MB",
+    "random_page_cost": "1.1",
+    "effective_io_concurrency": "200",
+    "log_destination": "stderr",
+    "logging_collector": "on",
+    "log_directory": "/var/log/postgresql",
+    "log_filename": "postgresql-%Y-%m-%d.log",
+    "log_rotation_age": "1d",
+    "log_rotation_size": "100MB",
+    "log_line_prefix": "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
+    "log_checkpoints": "on",
+    "log_connections": "on",
+    "log_disconnections": "on",
+    "log_lock_waits": "on",
+    "log_statement": "ddl",
+    "log_min_duration_statement": "1s",
+    "password_encryption": "scram-sha-256",
+    "data_checksums": "on",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GUIDE_SETTINGS))
+def test_guide_setting_is_effective_on_both_servers(primary, replica, name):
+    for host in (primary, replica):
+        assert sql(host, f"SHOW {name}") == GUIDE_SETTINGS[name], host.backend.get_hostname()
+
+
+def test_primary_memory_settings_are_the_inventory_override(primary):
+    shown = {
+        name: sql(primary, f"SHOW {name}")
+        for name in ("shared_buffers", "effective_cache_size", "maintenance_work_mem", "work_mem")
+    }
+    assert shown == {
+        "shared_buffers": "256MB",
+        "effective_cache_size": "768MB",
+        "maintenance_work_mem": "64MB",
+        "work_mem": "8MB",
+    }
+
+
+def test_replica_memory_settings_are_computed_from_its_ram(replica):
+    memtotal_mb = replica.ansible("setup", "filter=ansible_memtotal_mb")["ansible_facts"][
+        "ansible_memtotal_mb"
+    ]
+    in_mb = sql(
+        replica,
+        "SELECT string_agg(name || '=' || (setting::bigint * pg_size_bytes(coalesce(unit, '1B')) / 1048576),"
+        " ',' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'effective_cache_size')",
+    )
+    assert in_mb == f"effective_cache_size={int(memtotal_mb * 0.75)},shared_buffers={int(memtotal_mb * 0.25)}"
+
+
+def test_no_setting_waits_for_a_restart(primary, replica):
+    for host in (primary, replica):
+        assert sql(host, "SELECT count(*) FROM pg_settings WHERE pending_restart") == "0"
+
+
+def test_only_peer_and_scram_authentication(primary, replica):
+    for host in (primary, replica):
+        methods = sql(
+            host, "SELECT string_agg(DISTINCT auth_method, ',' ORDER BY auth_method) FROM pg_hba_file_rules"
+        )
+        assert methods == "peer,scram-sha-256"
+        assert sql(host, "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL") == "0"
+
+
+def test_stet_password_is_a_scram_verifier_and_kept_in_a_root_only_file(primary):
+    assert (
+        sql(primary, "SELECT left(rolpassword, 14) FROM pg_authid WHERE rolname = 'stet'") == "SCRAM-SHA-256$"
+    )
+    for name in ("db_password", "database_url", "db_replication_password"):
+        secret = primary.file(f"/etc/stet/secrets/{name}")
+        assert (secret.user, secret.group, secret.mode) == ("root", "root", 0o600)
+    run_ok(primary, 'psql -X -d "$(cat /etc/stet/secrets/database_url)" -c "SELECT 1"')
+
+
+@pytest.mark.parametrize("port", [5432, 6432])
+def test_api_host_reaches_the_primary(api, port):
+    run_ok(api, f"pg_isready -h {PRIMARY} -p {port} -t 5")
+
+
+@pytest.mark.parametrize("port", [5432, 6432])
+def test_outsider_is_refused(outsider, port):
+    result = outsider.run(f"pg_isready -h {PRIMARY} -p {port} -t 3")
+    assert result.rc == 2, result.stdout  # 2: no response (dropped by the firewall)
+
+
+def test_replica_host_may_replicate_but_not_open_the_stet_database(replica):
+    result = replica.run(f"psql -X -w -h {PRIMARY} -U stet -d stet -c 'SELECT 1'")
+    assert result.rc != 0
+    assert "no pg_hba.conf entry" in result.stderr
+
+
+def test_replica_streams_from_the_primary(primary, replica):
+    assert sql(replica, "SELECT pg_is_in_recovery()") == "t"
+    assert sql(replica, "SELECT status FROM pg_stat_wal_receiver") == "streaming"
+    assert (
+        sql(primary, "SELECT application_name || ':' || state FROM pg_stat_replication")
+        == "stet_data_replica:streaming"
+    )
+    assert (
+        sql(primary, "SELECT slot_name || ':' || active FROM pg_replication_slots") == "stet_data_replica:t"
+    )
+
+
+def test_row_written_on_the_primary_is_visible_on_the_replica(primary, replica):
+    marker = str(uuid.uuid4())
+    sql(primary, "CREATE TABLE IF NOT EXISTS replication_probe (marker text)", db="postgres")
+    sql(primary, "INSERT INTO replication_probe VALUES (:'marker')", db="postgres", marker=marker)
+    probe = "SELECT count(*) FROM replication_probe WHERE marker = :'marker'"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if sql(replica, probe, db="postgres", marker=marker) == "1":
+            return
+        time.sleep(1)
+    pytest.fail("the row did not reach the replica within 30 s")
+
+
+def test_server_logs_go_to_the_guide_directory(primary):
+    today = run_ok(primary, "date +%Y-%m-%d")
+    log = primary.file(f"/var/log/postgresql/postgresql-{today}.log")
+    assert log.exists and "connection authorized" in log.content_string
