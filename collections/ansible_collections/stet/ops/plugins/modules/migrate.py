@@ -297,21 +297,15 @@ def check_drift(module, plan):
     module.warn(f"applied migrations changed on disk since they were applied: {listing}")
 
 
-def run(module, connection, files):
-    params = module.params
-    ledger = read_ledger(connection)
-    plan = Plan(files, ledger, params["baseline"])
-    check_drift(module, plan)
-    statements = statements_of(plan)
-    result = dict(
+def plan_result(ledger, plan):
+    """The result fields that describe ``plan`` against ``ledger`` before anything runs."""
+    return dict(
         changed=plan.has_work,
-        applied=[],
         pending=[migration.describe() for migration in plan.pending],
         baselined=[migration.describe() for migration in plan.to_baseline],
         drifted=plan.drifted,
         target_version=plan.target_version,
-        current_version=max(ledger) if ledger else None,
-        executed_commands=[],
+        current_version=max(ledger, default=None),
         diff=dict(
             before_header=LEDGER,
             after_header=LEDGER,
@@ -319,6 +313,15 @@ def run(module, connection, files):
             after=projected_ledger_text(ledger, plan),
         ),
     )
+
+
+def run(module, connection, files):
+    params = module.params
+    ledger = read_ledger(connection)
+    plan = Plan(files, ledger, params["baseline"])
+    check_drift(module, plan)
+    statements = statements_of(plan)
+    result = dict(plan_result(ledger, plan), applied=[], executed_commands=[])
     if plan.unknown_applied:
         module.warn(f"the ledger holds versions with no file in {params['path']}: {plan.unknown_applied}")
     if module.check_mode or not plan.has_work:
@@ -334,11 +337,7 @@ def run(module, connection, files):
         ledger = read_ledger(connection)
         plan = Plan(files, ledger, params["baseline"])
         check_drift(module, plan)
-        result.update(
-            changed=plan.has_work,
-            baselined=[migration.describe() for migration in plan.to_baseline],
-            diff=dict(result["diff"], before=ledger_text(ledger), after=projected_ledger_text(ledger, plan)),
-        )
+        result.update(plan_result(ledger, plan))
         with connection, connection.cursor() as cursor:
             for migration in plan.to_baseline:
                 cursor.execute(RECORD, (migration.version, migration.name, migration.checksum, True))
