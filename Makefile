@@ -27,8 +27,20 @@ $(BIN)/.installed: pyproject.toml api/pyproject.toml
 .PHONY: venv
 venv: $(BIN)/.installed ## create .venv with the pinned tool chain
 
+# Debian packages the tests run for real on this machine: PostgreSQL and PgBouncer for
+# the API and module tests, wrk for the benchmarks, the engine, image builder and
+# package cache for the test hosts.
+HOST_PACKAGES := postgresql-15 pgbouncer wrk docker.io debootstrap apt-cacher-ng
+.PHONY: host-packages
+host-packages: ## install the Debian packages the tests use (root)
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
 .PHONY: test
-test: venv ## lint and run every suite (what CI runs)
+test: venv host-packages ## lint and run every suite (what CI runs)
 	scripts/run-tests
 
 .PHONY: lint
@@ -36,19 +48,19 @@ lint: venv ## ansible-lint (production profile), yamllint, ruff
 	scripts/run-tests lint
 
 .PHONY: test-api
-test-api: venv ## API tests against a real PostgreSQL
+test-api: venv host-packages ## API tests against a real PostgreSQL
 	scripts/run-tests api
 
 .PHONY: test-collection
-test-collection: venv ## stet.ops sanity, unit and integration tests
+test-collection: venv host-packages ## stet.ops sanity, unit and integration tests
 	scripts/run-tests collection
 
 .PHONY: molecule
-molecule: venv ## molecule test for SCENARIOS (default: all)
+molecule: venv host-packages ## molecule test for SCENARIOS (default: all)
 	scripts/run-tests molecule $(SCENARIOS)
 
 .PHONY: testhosts
-testhosts: venv ## start the Docker engine and build the base image of the test hosts
+testhosts: venv host-packages ## start the Docker engine and build the base image of the test hosts
 	scripts/testhosts engine
 	scripts/testhosts image
 
@@ -61,7 +73,7 @@ pilot-down: ## remove the pilot test hosts
 	scripts/pilot down
 
 .PHONY: bench-api
-bench-api: venv ## gunicorn + PostgreSQL locally under the guide's load mix
+bench-api: venv host-packages ## gunicorn + PostgreSQL locally under the guide's load mix
 	scripts/bench-api
 
 .PHONY: clean
