@@ -1,0 +1,77 @@
+"""sshd: effective settings from `sshd -T` and what a client actually gets offered."""
+
+import pytest
+
+SSH_CLIENT = "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5"
+
+
+def effective_sshd_config(host):
+    result = host.run("/usr/sbin/sshd -T -C user=root,host=localhost,addr=127.0.0.1")
+    assert result.rc == 0, result.stderr
+    settings = {}
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        settings.setdefault(key, value)
+    return settings
+
+
+def test_sshd_service_is_active_and_enabled(host):
+    sshd = host.service("ssh")
+    assert sshd.is_running
+    assert sshd.is_enabled
+
+
+def test_sshd_effective_settings(host, expected):
+    settings = effective_sshd_config(host)
+    assert settings["port"] == str(expected["ssh_port"])
+    assert settings["permitrootlogin"] in expected["permit_root_login"]
+    assert settings["maxauthtries"] == expected["max_auth_tries"]
+    assert settings["clientaliveinterval"] == expected["client_alive_interval"]
+    assert settings.get("allowgroups") == expected["allow_groups"]
+    for key, value in {
+        "passwordauthentication": "no",
+        "kbdinteractiveauthentication": "no",
+        "permitemptypasswords": "no",
+        "authenticationmethods": "publickey",
+        "x11forwarding": "no",
+        "allowtcpforwarding": "no",
+        "allowagentforwarding": "no",
+        "permittunnel": "no",
+        "logingracetime": "30",
+        "clientalivecountmax": "3",
+        "loglevel": "VERBOSE",
+        "maxstartups": "10:30:60",
+    }.items():
+        assert settings[key] == value, key
+    assert "cbc" not in settings["ciphers"]
+    assert "sha1" not in settings["macs"] and "sha1" not in settings["kexalgorithms"]
+
+
+def test_sshd_listens_on_its_port_without_debian_banner(host, expected):
+    banner = host.run(
+        "python3 -c 'import socket; s = socket.create_connection((\"127.0.0.1\", %s), 5); print(s.recv(64).decode())'",
+        expected["ssh_port"],
+    )
+    assert banner.rc == 0, banner.stderr
+    assert banner.stdout.startswith("SSH-2.0-OpenSSH_")
+    assert "Debian" not in banner.stdout
+
+
+def test_sshd_offers_public_keys_only(host, expected):
+    attempt = host.run(f"{SSH_CLIENT} -v -p %s root@127.0.0.1 true", expected["ssh_port"])
+    assert attempt.rc == 255
+    assert "Authentications that can continue: publickey\n" in attempt.stderr
+
+
+@pytest.mark.parametrize("option", ["Ciphers=aes128-cbc", "MACs=hmac-sha1", "KexAlgorithms=diffie-hellman-group14-sha1"])
+def test_sshd_refuses_weak_algorithms(host, expected, option):
+    attempt = host.run(f"{SSH_CLIENT} -o %s -p %s root@127.0.0.1 true", option, expected["ssh_port"])
+    assert attempt.rc == 255
+    assert "no matching" in attempt.stderr
+
+
+def test_no_small_diffie_hellman_moduli(host):
+    # Column 5 is the modulus size minus one: nothing under 2048 bits.
+    small = host.run("awk '$1 !~ /^#/ && $5 < 2047' /etc/ssh/moduli")
+    assert small.rc == 0
+    assert small.stdout == ""
