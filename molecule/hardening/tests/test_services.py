@@ -22,11 +22,10 @@ def test_fail2ban_runs_the_sshd_jail_on_the_journal(host, expected):
     assert host.run("fail2ban-client get sshd maxretry").stdout.strip() == expected["fail2ban_maxretry"]
 
 
-def test_fail2ban_bans_a_host_guessing_users(request):
+def test_fail2ban_bans_a_host_guessing_users():
     """The web host fails logins on the custom host (maxretry 3) until that host bans it."""
-    inventory = request.config.option.ansible_inventory
-    target = testinfra.get_host("ansible://stet-hardening-custom", ansible_inventory=inventory)
-    attacker = testinfra.get_host("ansible://stet-hardening-web", ansible_inventory=inventory)
+    target = testinfra.get_host("docker://stet-hardening-custom")
+    attacker = testinfra.get_host("docker://stet-hardening-web")
     attacker_ip = attacker.run("hostname -I").stdout.split()[0]
     try:
         for attempt in range(4):
@@ -43,7 +42,9 @@ def test_fail2ban_bans_a_host_guessing_users(request):
             time.sleep(0.5)
         assert attacker_ip in banned.split()
         # The ban is enforced: the attacker's connections no longer get an answer.
-        blocked = attacker.run("timeout 5 bash -c 'exec 3<>/dev/tcp/stet-hardening-custom/2222 && head -c 8 <&3'")
+        blocked = attacker.run(
+            "timeout 5 bash -c %s", "exec 3<>/dev/tcp/stet-hardening-custom/2222 && head -c 8 <&3"
+        )
         assert blocked.rc != 0 and "SSH-2.0" not in blocked.stdout
     finally:
         target.run("fail2ban-client set sshd unbanip %s", attacker_ip)

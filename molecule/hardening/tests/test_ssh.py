@@ -2,16 +2,19 @@
 
 import pytest
 
-SSH_CLIENT = "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5"
+SSH_CLIENT = (
+    "ssh -o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+)
 
 
 def effective_sshd_config(host):
     result = host.run("/usr/sbin/sshd -T -C user=root,host=localhost,addr=127.0.0.1")
     assert result.rc == 0, result.stderr
+    # Keys given several times (allowgroups, port) come one value per line.
     settings = {}
     for line in result.stdout.splitlines():
         key, _, value = line.partition(" ")
-        settings.setdefault(key, value)
+        settings[key] = f"{settings[key]} {value}" if key in settings else value
     return settings
 
 
@@ -48,26 +51,35 @@ def test_sshd_effective_settings(host, expected):
 
 
 def test_sshd_listens_on_its_port_without_debian_banner(host, expected):
-    banner = host.run(
-        "python3 -c 'import socket; s = socket.create_connection((\"127.0.0.1\", %s), 5); print(s.recv(64).decode())'",
-        expected["ssh_port"],
+    read_banner = (
+        "import socket, sys; "
+        "print(socket.create_connection(('127.0.0.1', int(sys.argv[1])), 5).recv(64).decode())"
     )
+    banner = host.run("python3 -c %s %s", read_banner, str(expected["ssh_port"]))
     assert banner.rc == 0, banner.stderr
     assert banner.stdout.startswith("SSH-2.0-OpenSSH_")
     assert "Debian" not in banner.stdout
 
 
 def test_sshd_offers_public_keys_only(host, expected):
-    attempt = host.run(f"{SSH_CLIENT} -v -p %s root@127.0.0.1 true", expected["ssh_port"])
+    attempt = host.run(f"{SSH_CLIENT} -v -p %s root@127.0.0.1 true", str(expected["ssh_port"]))
     assert attempt.rc == 255
-    assert "Authentications that can continue: publickey\n" in attempt.stderr
+    assert "Permission denied (publickey)." in attempt.stderr
 
 
-@pytest.mark.parametrize("option", ["Ciphers=aes128-cbc", "MACs=hmac-sha1", "KexAlgorithms=diffie-hellman-group14-sha1"])
-def test_sshd_refuses_weak_algorithms(host, expected, option):
-    attempt = host.run(f"{SSH_CLIENT} -o %s -p %s root@127.0.0.1 true", option, expected["ssh_port"])
+# MACs only count with a non-AEAD cipher, hence the CTR cipher with the SHA-1 MAC.
+@pytest.mark.parametrize(
+    ("weak_offer", "refusal"),
+    [
+        ("Ciphers=aes128-cbc", "no matching cipher found"),
+        ("Ciphers=aes128-ctr -o MACs=hmac-sha1", "no matching MAC found"),
+        ("KexAlgorithms=diffie-hellman-group14-sha1", "no matching key exchange method found"),
+    ],
+)
+def test_sshd_refuses_weak_algorithms(host, expected, weak_offer, refusal):
+    attempt = host.run(f"{SSH_CLIENT} -o {weak_offer} -p %s root@127.0.0.1 true", str(expected["ssh_port"]))
     assert attempt.rc == 255
-    assert "no matching" in attempt.stderr
+    assert refusal in attempt.stderr
 
 
 def test_no_small_diffie_hellman_moduli(host):
