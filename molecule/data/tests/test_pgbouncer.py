@@ -30,7 +30,7 @@ def test_api_host_queries_through_pgbouncer_with_the_stet_password(api):
 def test_wrong_password_is_refused_by_pgbouncer(api, primary):
     primary_address = run_ok(api, f"getent ahostsv4 {PRIMARY} | awk 'NR == 1 {{print $1}}'")
     result = api.run(f"psql -X -d 'postgresql://stet:wrong@{primary_address}:6432/stet' -c 'SELECT 1'")
-    assert result.rc != 0 and "password authentication failed" in result.stderr
+    assert result.rc != 0 and "SASL authentication failed" in result.stderr
 
 
 def test_pgbouncer_listens_on_private_address_and_loopback_only(primary):

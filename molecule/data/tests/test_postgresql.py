@@ -45,7 +45,9 @@ GUIDE_SETTINGS = {
 @pytest.mark.parametrize("name", sorted(GUIDE_SETTINGS))
 def test_guide_setting_is_effective_on_both_servers(primary, replica, name):
     for host in (primary, replica):
-        assert sql(host, f"SHOW {name}") == GUIDE_SETTINGS[name], host.backend.get_hostname()
+        # Brackets keep the trailing space of log_line_prefix visible.
+        shown = sql(host, "SELECT '[' || current_setting(:'name') || ']'", name=name)
+        assert shown == f"[{GUIDE_SETTINGS[name]}]", host.backend.get_hostname()
 
 
 def test_primary_memory_settings_are_the_inventory_override(primary):
@@ -122,7 +124,8 @@ def test_replica_streams_from_the_primary(primary, replica):
         == "stet_data_replica:streaming"
     )
     assert (
-        sql(primary, "SELECT slot_name || ':' || active FROM pg_replication_slots") == "stet_data_replica:t"
+        sql(primary, "SELECT slot_name || ':' || active FROM pg_replication_slots")
+        == "stet_data_replica:true"
     )
 
 
