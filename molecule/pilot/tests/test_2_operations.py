@@ -1,0 +1,28 @@
+"""Day-two operations on the pilot: the backup jobs and the go-live check."""
+
+from __future__ import annotations
+
+from conftest import DB_HOST, ROOT_CA, playbook, run_ok
+
+
+def test_backup_and_test_restore_succeed_and_are_logged(client):
+    run_ok(DB_HOST, "/opt/stet/scripts/backup-database.sh")
+    run_ok(DB_HOST, "/opt/stet/scripts/test-restore.sh")
+    log = run_ok(DB_HOST, "cat /var/log/stet/db-maintenance.log")
+    assert "job=backup status=ok" in log
+    assert "job=test_restore status=ok" in log
+
+
+def test_golive_check_passes_on_the_pilot(client):
+    result = playbook("golive-check.yml", "-e", f"golive_ca_file={ROOT_CA}")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "FAIL " not in result.stdout
+    assert "0 failed" in result.stdout
+
+
+def test_diagnose_reports_the_database_and_changes_nothing(client):
+    result = playbook("diagnose.yml")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "connections:" in result.stdout
+    assert "changed=0" in result.stdout
+    assert "changed=1" not in result.stdout
