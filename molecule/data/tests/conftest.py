@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import testinfra
 
@@ -12,7 +10,8 @@ SCRIPTS = "/opt/stet/scripts"
 
 
 def _host(name: str):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+    # docker exec per command: several times faster than testinfra's ansible backend.
+    return testinfra.get_host(f"docker://{name}")
 
 
 @pytest.fixture(scope="session")

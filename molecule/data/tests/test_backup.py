@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import PRIMARY, SCRIPTS, run_ok, sql
 
-testinfra_hosts = [PRIMARY]
+testinfra_hosts = [f"docker://{PRIMARY}"]
 
 BACKUP_DIR = "/var/backups/stet"
 TABLES_QUERY = (
@@ -14,6 +14,9 @@ TABLES_QUERY = (
 HEARTBEATS = "SELECT count(*) FROM enforcement_heartbeats"
 CORRECTIONS = "SELECT count(*) FROM corrections"
 TENANT = "00000000-0000-0000-0000-000000000001"
+# Shapes the API writes (spec: origin {service, version, environment}; permissions name readers or scopes).
+ORIGIN = '{"service": "stet-api", "version": "test", "environment": "molecule"}'
+PERMISSIONS = '{"readers": ["ops"], "scopes": ["support"], "deny_list": []}'
 
 
 def as_stet(statement: str) -> str:
@@ -23,27 +26,32 @@ def as_stet(statement: str) -> str:
 @pytest.fixture(scope="module")
 def seeded(primary):
     """40 heartbeats (15 of them 100 days old) and 5 corrections, owned like the API's rows."""
-    sql(primary, as_stet("TRUNCATE enforcement_heartbeats"))
+    # From a known state, so verify can run again on the same hosts.
+    sql(primary, as_stet("DROP TABLE IF EXISTS enforcement_heartbeats_archive"))
+    sql(primary, as_stet("TRUNCATE enforcement_heartbeats, corrections"))
     sql(
         primary,
         as_stet(
             "INSERT INTO enforcement_heartbeats (heartbeat_id, tenant_id, system_id,"
             " enforced_correction_version, origin, reported_at)"
-            " SELECT gen_random_uuid(), :'tenant', 'sys-' || i, now(), '{}',"
+            " SELECT gen_random_uuid(), :'tenant', 'sys-' || i, now(), :'origin',"
             " now() - CASE WHEN i <= 15 THEN interval '100 days' ELSE interval '1 hour' END"
             " FROM generate_series(1, 40) i"
         ),
         tenant=TENANT,
+        origin=ORIGIN,
     )
     sql(
         primary,
         as_stet(
             "INSERT INTO corrections (correction_id, tenant_id, subject_type, subject_id, field_key, value,"
-            " class, status, permissions, actor_type, actor_id, idempotency_key)"
+            " class, status, permissions, actor_type, actor_id, idempotency_key, origin)"
             " SELECT gen_random_uuid(), :'tenant', 'user', 'u' || i, 'email', '\"a@b.c\"', 'FACT', 'ACTIVE',"
-            " '{}', 'human', 'ops', 'k' || i FROM generate_series(1, 5) i"
+            " :'permissions', 'human', 'ops', 'k' || i, :'origin' FROM generate_series(1, 5) i"
         ),
         tenant=TENANT,
+        permissions=PERMISSIONS,
+        origin=ORIGIN,
     )
     return {"heartbeats": sql(primary, HEARTBEATS), "corrections": sql(primary, CORRECTIONS)}
 

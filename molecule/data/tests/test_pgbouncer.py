@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import PRIMARY, run_ok
 
-testinfra_hosts = [PRIMARY]
+testinfra_hosts = [f"docker://{PRIMARY}"]
 
 URL_FILE = "/etc/stet/secrets/database_url"
 
