@@ -11,7 +11,10 @@ BIN := $(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTHON ?= python3
-SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+# Molecule scenarios `make test` runs. `production` is left out until it has passed a
+# full run (see the README's status section); `make molecule SCENARIOS=production` runs it.
+SCENARIOS ?= hardening data app edge pilot
+export STET_SCENARIOS := $(SCENARIOS)
 
 .PHONY: help
 help: ## list the targets
@@ -56,7 +59,7 @@ test-collection: venv host-packages ## stet.ops sanity, unit and integration tes
 	scripts/run-tests collection
 
 .PHONY: molecule
-molecule: venv host-packages ## molecule test for SCENARIOS (default: all)
+molecule: venv host-packages ## molecule test for SCENARIOS
 	scripts/run-tests molecule $(SCENARIOS)
 
 .PHONY: testhosts
