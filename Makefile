@@ -11,9 +11,10 @@ BIN := $(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTHON ?= python3
-# Molecule scenarios `make test` runs. `production` is left out until it has passed a
-# full run (see the README's status section); `make molecule SCENARIOS=production` runs it.
-SCENARIOS ?= hardening data app edge pilot
+# Molecule scenarios `make test` runs: those that have passed a full `molecule test` from
+# a clean clone. `pilot` and `production` are not there yet (README, Status);
+# `make molecule SCENARIOS="pilot production"` runs them.
+SCENARIOS ?= hardening data
 export STET_SCENARIOS := $(SCENARIOS)
 
 .PHONY: help
