@@ -14,7 +14,7 @@ PYTHON ?= python3
 # Molecule scenarios `make test` runs: those that have passed a full `molecule test` from
 # a clean clone. `pilot` and `production` are not there yet (README, Status);
 # `make molecule SCENARIOS="pilot production"` runs them.
-SCENARIOS ?= hardening data
+SCENARIOS ?= hardening data app edge
 export STET_SCENARIOS := $(SCENARIOS)
 
 .PHONY: help
