@@ -62,7 +62,7 @@ def client():
     run_ok(
         CLIENT,
         f"mkdir -p {os.path.dirname(ROOT_CA)} && curl -sf --cacert /etc/pebble/ca.pem"
-        f" https://localhost:15000/roots/0 -o {ROOT_CA}",
+        f" --resolve {CLIENT}:15000:127.0.0.1 https://{CLIENT}:15000/roots/0 -o {ROOT_CA}",
     )
     pipe(CLIENT, f"cat {ROOT_CA}", API_HOST, ROOT_CA)
     pipe(
