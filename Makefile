@@ -76,9 +76,22 @@ pilot: testhosts ## bring the pilot topology up on local test hosts with site.ym
 pilot-down: ## remove the pilot test hosts
 	scripts/pilot down
 
+# DRILLS="1,3" runs some of them; the failover (6) is destructive and always goes last.
+.PHONY: drills
+drills: testhosts ## failure drills under load on the production topology (brings it up if needed)
+	$(BIN)/python scripts/drills $(if $(DRILLS),--drills $(DRILLS))
+
 .PHONY: bench-api
 bench-api: venv host-packages ## gunicorn + PostgreSQL locally under the guide's load mix
 	scripts/bench-api
+
+$(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml
+	@flock /tmp/stet-ops-venv.lock $(BIN)/pip install -q -e ".[bench]"
+	@touch $@
+
+.PHONY: bench
+bench: testhosts $(BIN)/.bench-installed ## pilot from bare hosts (site.yml timed), then the load mix through nginx+TLS
+	scripts/bench-pilot
 
 .PHONY: clean
 clean: ## stop what the tests started and remove the venv
