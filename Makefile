@@ -76,6 +76,11 @@ pilot: testhosts ## bring the pilot topology up on local test hosts with site.ym
 pilot-down: ## remove the pilot test hosts
 	scripts/pilot down
 
+# DRILLS="1,3" runs some of them; the failover (6) is destructive and always goes last.
+.PHONY: drills
+drills: testhosts ## failure drills under load on the production topology (brings it up if needed)
+	$(BIN)/python scripts/drills $(if $(DRILLS),--drills $(DRILLS))
+
 .PHONY: bench-api
 bench-api: venv host-packages ## gunicorn + PostgreSQL locally under the guide's load mix
 	scripts/bench-api
