@@ -1,94 +1,34 @@
-"""Helpers of the production scenario's tests: hosts, HTTPS requests through the load
-balancer from a client host, secrets copied between hosts without entering argv, and the
-operational playbooks run against the scenario's inventory."""
+"""Helpers of the production scenario's tests: the topology's hosts, HTTPS requests through
+the load balancer (molecule/shared/e2e.py), a load generator on the client host, and the
+releases the API hosts run."""
 
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shlex
 import subprocess
+import sys
 import time
 
 import pytest
-import testinfra
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
-INVENTORY_DIR = pathlib.Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-LB_URL = "https://stet-prod-lb"
-# Requests come from the ACME host: a client outside the load balancer and the API hosts.
-CLIENT = "stet-prod-acme"
-CLIENT_CA = "/root/pebble-root.pem"
-CLIENT_HEADERS = "/root/stet-client.headers"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
+from e2e import CLIENT_HEADERS, REPO, ROOT_CA, Topology
+
 API_HOSTS = ["stet-prod-api1", "stet-prod-api2"]
-# The monitoring tenant of inventories/production/group_vars/all.yml and its key on api1.
-TENANT = "6f1c0a52-3b8e-4e57-9a55-1d2c3b4a5f60"
-TOKEN_FILE = "/etc/stet/secrets/health-check.token"
-
-
-def host(name: str):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
-
-
-def run_ok(name: str, command: str) -> str:
-    result = host(name).run(command)
-    assert result.rc == 0, f"{name}: {command}: rc={result.rc} {result.stderr}"
-    return result.stdout
+# stet_version of inventories/production/group_vars/all.yml: what site.yml installs.
+INITIAL_VERSION = "v1.2.1"
+# Requests come from the ACME host: a client outside the load balancer and the API hosts.
+TOPOLOGY = Topology(site="stet-prod-lb", client="stet-prod-acme", token_host=API_HOSTS[0])
+CLIENT = TOPOLOGY.client
+LB_URL = TOPOLOGY.url
+host, run_ok, api, playbook = TOPOLOGY.host, TOPOLOGY.run_ok, TOPOLOGY.api, TOPOLOGY.playbook
 
 
 @pytest.fixture(scope="session")
 def client():
-    """The client host, trusting pebble's issuing root and holding the tenant's headers."""
-    run_ok(CLIENT, f"curl -sf --cacert /etc/pebble/ca.pem https://{CLIENT}:15000/roots/0 -o {CLIENT_CA}")
-    # The token goes from api1's secret file to a 0600 file on the client through a pipe.
-    reader = subprocess.Popen(
-        [
-            "docker",
-            "exec",
-            API_HOSTS[0],
-            "sh",
-            "-c",
-            f'printf "Authorization: Bearer %s\\nX-Tenant-Id: {TENANT}\\n" "$(cat {TOKEN_FILE})"',
-        ],
-        stdout=subprocess.PIPE,
-    )
-    subprocess.run(
-        ["docker", "exec", "-i", CLIENT, "sh", "-c", f"umask 077 && cat > {CLIENT_HEADERS}"],
-        stdin=reader.stdout,
-        check=True,
-        timeout=30,
-    )
-    assert reader.wait(timeout=30) == 0
-    return host(CLIENT)
-
-
-def api(method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
-    """One request through the load balancer over HTTPS; returns (status, JSON body)."""
-    command = (
-        f"curl -s -o /tmp/stet-body -w '%{{http_code}}' --cacert {CLIENT_CA} -H @{CLIENT_HEADERS}"
-        f" -X {method} {shlex.quote(LB_URL + path)}"
-    )
-    if body is not None:
-        command += f" -H 'Content-Type: application/json' --data {shlex.quote(json.dumps(body))}"
-    status = int(run_ok(CLIENT, command))
-    text = run_ok(CLIENT, "cat /tmp/stet-body")
-    return status, (json.loads(text) if text.strip() else None)
-
-
-def playbook(name: str, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Runs playbooks/<name> against the scenario's inventory (its host_vars included)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    result = subprocess.run(
-        ["ansible-playbook", f"playbooks/{name}", "-i", str(INVENTORY_DIR), *extra],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    print(result.stdout[-3000:])
-    return result
+    return TOPOLOGY.prepare_client()
 
 
 class LoadGenerator:
@@ -115,7 +55,7 @@ class LoadGenerator:
         run_ok(
             CLIENT,
             f"nohup python3 /usr/local/bin/loadgen {urls} --rate {self.rate} --duration {self.max_seconds}"
-            f" --stop-file {self.STOP_FILE} --header-file {CLIENT_HEADERS} --cafile {CLIENT_CA}"
+            f" --stop-file {self.STOP_FILE} --header-file {CLIENT_HEADERS} --cafile {ROOT_CA}"
             f" > {self.SUMMARY} 2>&1 &",
         )
         return self
@@ -145,6 +85,11 @@ def release_of(name: str) -> dict:
             line.split("=", 1)[1] for line in environ.splitlines() if line.startswith("STET_VERSION=")
         )
     return {"current": current, "running": running}
+
+
+def on_release(version: str) -> dict:
+    """release_of() for a host whose link and both instances are on one release."""
+    return {"current": version, "running": {8000: version, 8001: version}}
 
 
 def main_pids(name: str) -> list[str]:

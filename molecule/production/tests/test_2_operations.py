@@ -3,9 +3,18 @@ continuous load, a deploy whose health gate fails, rollback, backup and test res
 
 from __future__ import annotations
 
-from conftest import API_HOSTS, LoadGenerator, api, main_pids, playbook, release_of, run_ok
+from conftest import (
+    API_HOSTS,
+    INITIAL_VERSION,
+    LoadGenerator,
+    api,
+    main_pids,
+    on_release,
+    playbook,
+    release_of,
+    run_ok,
+)
 
-INITIAL = "v1.2.1"  # stet_version of inventories/production/group_vars/all.yml
 NEXT = "v1.2.2-test"
 BROKEN = "v1.2.3-broken"
 
@@ -16,11 +25,11 @@ def drained_servers() -> str:
 
 def assert_every_host_runs(version: str) -> None:
     for name in API_HOSTS:
-        assert release_of(name) == {"current": version, "running": {8000: version, 8001: version}}, name
+        assert release_of(name) == on_release(version), name
 
 
 def test_rolling_deploy_under_load_loses_no_request(client):
-    assert_every_host_runs(INITIAL)
+    assert_every_host_runs(INITIAL_VERSION)
     with LoadGenerator(rate=20) as load:
         result = playbook("deploy.yml", "-e", f"stet_version={NEXT}")
         summary = load.summary()
@@ -39,7 +48,7 @@ def test_rollback_returns_every_host_to_the_previous_release(client):
     assert result.returncode == 0, result.stderr
     print(f"rollback under load: sent={summary['sent']} ok={summary['ok']} failed={summary['failed']}")
     assert summary["failed"] == 0, summary
-    assert_every_host_runs(INITIAL)
+    assert_every_host_runs(INITIAL_VERSION)
 
 
 def test_a_failed_health_gate_stops_the_roll_after_the_first_host(client):
@@ -64,7 +73,7 @@ def test_a_failed_health_gate_stops_the_roll_after_the_first_host(client):
     assert summary["failed"] == 0, summary
     assert release_of(API_HOSTS[0])["current"] == BROKEN
     # The second host was never reached: same release, same processes.
-    assert release_of(API_HOSTS[1]) == {"current": INITIAL, "running": {8000: INITIAL, 8001: INITIAL}}
+    assert release_of(API_HOSTS[1]) == on_release(INITIAL_VERSION)
     assert main_pids(API_HOSTS[1]) == untouched
     # The broken host stays out of the load balancer (both of its instances).
     assert drained_servers() == "2"
@@ -75,7 +84,7 @@ def test_rollback_after_a_failed_deploy_touches_only_the_failed_host(client):
     untouched = main_pids(API_HOSTS[1])
     result = playbook("rollback.yml")
     assert result.returncode == 0, result.stderr
-    assert_every_host_runs(INITIAL)
+    assert_every_host_runs(INITIAL_VERSION)
     assert main_pids(API_HOSTS[1]) == untouched
     assert drained_servers() == "0"
 

@@ -1,0 +1,23 @@
+"""The go-live check on the whole production topology, after the operations above ran."""
+
+from __future__ import annotations
+
+from conftest import API_HOSTS, ROOT_CA, playbook, run_ok
+
+
+def test_golive_check_passes_on_production(client):
+    result = playbook("golive-check.yml", "-e", f"golive_ca_file={ROOT_CA}")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "FAIL " not in result.stdout
+    assert "0 failed" in result.stdout
+
+
+def test_golive_check_fails_and_names_the_host_when_a_monitoring_job_is_off(client):
+    run_ok(API_HOSTS[1], "systemctl stop stet-health-check.timer")
+    try:
+        result = playbook("golive-check.yml", "-e", f"golive_ca_file={ROOT_CA}")
+    finally:
+        run_ok(API_HOSTS[1], "systemctl start stet-health-check.timer")
+    assert result.returncode != 0
+    assert f"FAIL  {API_HOSTS[1]}  health-check job active" in result.stdout
+    assert f"PASS  {API_HOSTS[0]}  health-check job active" in result.stdout
