@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from conftest import API_HOST, CLIENT, DB_HOST, ROOT_CA, SITE, api, host, run_ok
+from conftest import API_HOST, CLIENT, DB_HOST, MONITORING_TENANT, ROOT_CA, SITE, api, host, run_ok
 
 
 def test_https_answers_with_the_certificate_pebble_issued(client):
@@ -56,7 +56,7 @@ def test_a_correction_is_a_fact_for_an_allowed_reader_only(client):
 
 
 def test_a_request_without_the_tenants_key_gets_no_data(client):
-    run_ok(CLIENT, "printf 'X-Tenant-Id: 6f1c0a52-3b8e-4e57-9a55-1d2c3b4a5f60\\n' > /tmp/no-key.headers")
+    run_ok(CLIENT, f"printf 'X-Tenant-Id: {MONITORING_TENANT}\\n' > /tmp/no-key.headers")
     status, body = api("GET", "/v1/enforcement/status", headers="/tmp/no-key.headers")
     assert status == 401
     assert body["error"]["code"] == "UNAUTHENTICATED"
