@@ -1,13 +1,15 @@
 -- The guide's load mix for wrk, one endpoint class per wrk process, shared by
 -- scripts/bench-api (local gunicorn) and scripts/bench-pilot (the pilot, through nginx):
 --
---   wrk -t1 -cN -dSECONDSs -s mix.lua URL -- CLASS HEADER_FILE SUBJECTS
+--   wrk -t1 -cN -dSECONDSs -s mix.lua URL -- CLASS HEADER_FILE SUBJECTS [BACKOFF_MS]
 --
 -- CLASS        facts | corrections | heartbeat | escalation
 -- HEADER_FILE  "Name: value" lines sent with every request (tenant and key), so no secret
 --              is ever in argv; a line "--" starts another credential set, and requests
 --              take the sets in turn (several keys: the API's write limit is per key).
 -- SUBJECTS     seeded subjects u-1..u-SUBJECTS (scripts/bench/seed.sql), systems system-1..5.
+-- BACKOFF_MS   after a 429, wait this long before the thread's next request, as a client
+--              honouring "retry later" would (default 0: closed loop, the limiter is hammered).
 --
 -- done() prints one machine-readable line, read by scripts/bench/report.py:
 --   RESULT class=... requests=... seconds=... p50_ms=... p95_ms=... p99_ms=...
@@ -23,7 +25,7 @@ function setup(thread)
 end
 
 -- Globals of the thread are what done() reads back (thread:get): class and the counters.
-local subjects, credentials, counter, nonce
+local subjects, credentials, counter, nonce, backoff_ms, limited_last
 
 local function read_credentials(path)
   local sets, current = {}, {}
@@ -47,6 +49,8 @@ function init(args)
     "unknown class " .. tostring(class))
   assert(subjects and subjects > 0, "SUBJECTS must be a positive number")
   credentials = read_credentials(args[2])
+  backoff_ms = tonumber(args[4] or "0") or 0
+  limited_last = false
   counter = 0
   math.randomseed(os.time() * 1000 + id)
   nonce = math.random(1, 1000000000)
@@ -90,7 +94,16 @@ function request()
   return builders[class]()
 end
 
+function delay()
+  if limited_last then
+    limited_last = false
+    return backoff_ms
+  end
+  return 0
+end
+
 function response(status, _, body)
+  limited_last = status == 429 and backoff_ms > 0
   if status >= 200 and status < 300 then
     ok = ok + 1
   elseif status == 429 then

@@ -11,6 +11,7 @@
 #   MIX_URL      base URL, e.g. http://127.0.0.1:18080 or https://stet-pilot-api
 #   MIX_SUBJECTS seeded subjects (scripts/bench/seed.sql)
 #   MIX_CONNECTIONS total connections (>= 4)
+#   MIX_BACKOFF_MS  optional: wait after a 429 before the next request (mix.lua), default 0
 
 MIX_CLASSES=(facts corrections heartbeat escalation)
 
@@ -39,7 +40,8 @@ run_mix() {
   mkdir -p "$out"
   for class in "${MIX_CLASSES[@]}"; do
     "${WRK[@]}" -t1 -c"$(mix_connections "$class")" -d"${seconds}s" --timeout 10s \
-      -s "$MIX_LUA" "$MIX_URL" -- "$class" "$MIX_HEADERS" "$MIX_SUBJECTS" >"$out/$class.out" 2>&1 &
+      -s "$MIX_LUA" "$MIX_URL" -- "$class" "$MIX_HEADERS" "$MIX_SUBJECTS" "${MIX_BACKOFF_MS:-0}" \
+      >"$out/$class.out" 2>&1 &
     pids+=("$!")
   done
   for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
