@@ -14,9 +14,12 @@ import subprocess
 import testinfra
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-# The monitoring tenant of both inventories' group_vars/all.yml and the key site.yml made for it.
+# The monitoring tenant of both inventories' group_vars/all.yml: the health-check job and
+# the go-live check watch its escalation, so the tests leave it alone.
 MONITORING_TENANT = "6f1c0a52-3b8e-4e57-9a55-1d2c3b4a5f60"
-TOKEN_FILE = "/etc/stet/secrets/health-check.token"
+# The tests' own tenant; its key is made on the token host with stet.ops.api_key.
+TEST_TENANT = "0e2e7e57-0000-4000-8000-00000000e2e0"
+TEST_TOKEN_FILE = "/root/stet-e2e.token"
 # pebble's issuing root, fetched from its management API; verifies the site's certificate.
 ROOT_CA = "/usr/local/share/stet-test/pebble-root.pem"
 CLIENT_HEADERS = "/root/stet-client.headers"
@@ -24,7 +27,7 @@ CLIENT_HEADERS = "/root/stet-client.headers"
 
 class Topology:
     """A running scenario: `site` serves HTTPS, `client` (the ACME host, outside the
-    topology) sends the requests, `token_host` holds the monitoring tenant's key."""
+    topology) sends the requests, `token_host` (an API host) makes the tests' tenant key."""
 
     def __init__(self, site: str, client: str, token_host: str):
         self.site = site
@@ -62,7 +65,7 @@ class Topology:
         assert reader.wait(timeout=30) == 0
 
     def prepare_client(self):
-        """The client host trusts pebble's root (so does the site) and holds the tenant's headers."""
+        """The client host trusts pebble's root (so does the site) and holds the test tenant's headers."""
         # The management API's certificate names the ACME host; it listens on loopback.
         self.run_ok(
             self.client,
@@ -70,9 +73,16 @@ class Topology:
             f" --resolve {self.client}:15000:127.0.0.1 https://{self.client}:15000/roots/0 -o {ROOT_CA}",
         )
         self.pipe(self.client, f"cat {ROOT_CA}", self.site, ROOT_CA)
+        key = self.ansible(
+            self.token_host,
+            "stet.ops.api_key",
+            f"dsn_file=/etc/stet/secrets/database_url tenant_id={TEST_TENANT} name=e2e-tests"
+            f" token_file={TEST_TOKEN_FILE}",
+        )
+        assert key.returncode == 0, key.stdout + key.stderr
         self.pipe(
             self.token_host,
-            f'printf "Authorization: Bearer %s\\nX-Tenant-Id: {MONITORING_TENANT}\\n" "$(cat {TOKEN_FILE})"',
+            f'printf "Authorization: Bearer %s\\nX-Tenant-Id: {TEST_TENANT}\\n" "$(cat {TEST_TOKEN_FILE})"',
             self.client,
             CLIENT_HEADERS,
         )
@@ -92,14 +102,21 @@ class Topology:
 
     def playbook(self, name: str, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
         """Runs playbooks/<name> against the scenario's inventory (the repository's ansible.cfg)."""
+        result = self._ansible_command(["ansible-playbook", f"playbooks/{name}", *extra], timeout)
+        print(result.stdout[-4000:])
+        return result
+
+    def ansible(self, pattern: str, module: str, args: str) -> subprocess.CompletedProcess:
+        """One module on the scenario's hosts, as `ansible <pattern> -m <module> -a <args>`."""
+        return self._ansible_command(["ansible", pattern, "--become", "-m", module, "-a", args], timeout=120)
+
+    def _ansible_command(self, argv: list[str], timeout: int) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-        result = subprocess.run(
-            ["ansible-playbook", f"playbooks/{name}", "-i", str(pathlib.Path(self.inventory).parent), *extra],
+        return subprocess.run(
+            [*argv, "-i", str(pathlib.Path(self.inventory).parent)],
             cwd=REPO,
             env=env,
             capture_output=True,
             text=True,
             timeout=timeout,
         )
-        print(result.stdout[-4000:])
-        return result

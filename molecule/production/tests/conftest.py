@@ -77,7 +77,7 @@ class LoadGenerator:
 
 def release_of(name: str) -> dict:
     """The release a host's `current` link names and the STET_VERSION each instance runs with."""
-    current = run_ok(name, "readlink /opt/stet/current").strip().rsplit("/", 1)[-1]
+    current = current_release(name)
     running = {}
     for port, pid in zip((8000, 8001), main_pids(name), strict=True):
         environ = run_ok(name, f"tr '\\0' '\\n' < /proc/{pid}/environ")
@@ -85,6 +85,11 @@ def release_of(name: str) -> dict:
             line.split("=", 1)[1] for line in environ.splitlines() if line.startswith("STET_VERSION=")
         )
     return {"current": current, "running": running}
+
+
+def current_release(name: str) -> str:
+    """The release a host's `current` link names (what its instances start from)."""
+    return run_ok(name, "readlink /opt/stet/current").strip().rsplit("/", 1)[-1]
 
 
 def on_release(version: str) -> dict:
