@@ -3,6 +3,8 @@ balancer while the running API hosts keep serving, untouched."""
 
 from __future__ import annotations
 
+import time
+
 from conftest import (
     API_HOSTS,
     INITIAL_VERSION,
@@ -39,6 +41,7 @@ def test_scale_brings_a_new_api_host_into_service_without_touching_the_others(cl
     # The load balancer sends it requests: its instances log them.
     since = run_ok(NEW_HOST, "date +%s").strip()
     with LoadGenerator(rate=20, max_seconds=5) as load:
+        time.sleep(5)
         load.summary()
     log = run_ok(NEW_HOST, f"journalctl -u 'stet-api@*' --since @{since} -o cat")
     served = log.count('"path": "/v1/facts"')
