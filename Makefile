@@ -11,10 +11,9 @@ BIN := $(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTHON ?= python3
-# Molecule scenarios `make test` runs: those that have passed a full `molecule test` from
-# a clean clone. `pilot` and `production` are not there yet (README, Status);
-# `make molecule SCENARIOS="pilot production"` runs them.
-SCENARIOS ?= hardening data app edge
+# Molecule scenarios `make test` runs, two at a time, longest first (production and data
+# take the longest; the others fill the second lane). `make molecule SCENARIOS="..."` runs a choice.
+SCENARIOS ?= production data hardening pilot app edge
 export STET_SCENARIOS := $(SCENARIOS)
 
 .PHONY: help
