@@ -50,6 +50,10 @@ test: venv host-packages ## lint and run every suite (what CI runs)
 lint: venv ## ansible-lint (production profile), yamllint, ruff
 	scripts/run-tests lint
 
+.PHONY: role-docs
+role-docs: venv ## rewrite the variable tables in roles/*/README.md from meta/argument_specs.yml
+	$(BIN)/python scripts/role-docs
+
 .PHONY: test-api
 test-api: venv host-packages ## API tests against a real PostgreSQL
 	scripts/run-tests api
