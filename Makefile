@@ -33,7 +33,7 @@ venv: $(BIN)/.installed ## create .venv with the pinned tool chain
 # Debian packages the tests run for real on this machine: PostgreSQL and PgBouncer for
 # the API and module tests, wrk for the benchmarks, the engine, image builder and
 # package cache for the test hosts.
-HOST_PACKAGES := postgresql-15 pgbouncer wrk docker.io debootstrap apt-cacher-ng
+HOST_PACKAGES := postgresql-15 pgbouncer wrk docker.io debootstrap apt-cacher-ng shellcheck
 .PHONY: host-packages
 host-packages: ## install the Debian packages the tests use (root)
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
