@@ -62,6 +62,10 @@ test-api: venv host-packages ## API tests against a real PostgreSQL
 test-collection: venv host-packages ## stet.ops sanity, unit and integration tests
 	scripts/run-tests collection
 
+.PHONY: test-roles
+test-roles: venv ## every role's Ubuntu 24.04 and Debian 12 branches loaded and rendered (no host)
+	scripts/run-tests roles
+
 .PHONY: molecule
 molecule: venv host-packages ## molecule test for SCENARIOS
 	scripts/run-tests molecule $(SCENARIOS)
