@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTHON ?= python3
 # Molecule scenarios `make test` runs, two at a time, longest first (production and data
 # take the longest; the others fill the second lane). `make molecule SCENARIOS="..."` runs a choice.
-SCENARIOS ?= production data hardening pilot app edge
+SCENARIOS ?= production pilot data
 export STET_SCENARIOS := $(SCENARIOS)
 
 .PHONY: help

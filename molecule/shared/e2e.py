@@ -10,6 +10,8 @@ import os
 import pathlib
 import shlex
 import subprocess
+import time
+import uuid
 
 import testinfra
 
@@ -23,6 +25,9 @@ TEST_TOKEN_FILE = "/root/stet-e2e.token"
 # pebble's issuing root, fetched from its management API; verifies the site's certificate.
 ROOT_CA = "/usr/local/share/stet-test/pebble-root.pem"
 CLIENT_HEADERS = "/root/stet-client.headers"
+LOADGEN = REPO / "scripts" / "loadgen"
+# What the load reads: liveness (no database) and a permission-filtered facts query.
+READ_PATHS = ("/health", "/v1/facts?subject_type=user&subject_id=load&requester_id=assistant")
 
 
 class Topology:
@@ -100,9 +105,13 @@ class Topology:
         text = self.run_ok(self.client, "cat /tmp/stet-body")
         return status, (json.loads(text) if text.strip() else None)
 
-    def playbook(self, name: str, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
-        """Runs playbooks/<name> against the scenario's inventory (the repository's ansible.cfg)."""
-        result = self._ansible_command(["ansible-playbook", f"playbooks/{name}", *extra], timeout)
+    def playbook(
+        self, name: str | pathlib.Path, *extra: str, timeout: int = 600
+    ) -> subprocess.CompletedProcess:
+        """Runs playbooks/<name> (or a playbook at a path) against the scenario's inventory
+        with the repository's ansible.cfg."""
+        path = name if isinstance(name, pathlib.Path) else f"playbooks/{name}"
+        result = self._ansible_command(["ansible-playbook", str(path), *extra], timeout)
         print(result.stdout[-4000:])
         return result
 
@@ -120,3 +129,108 @@ class Topology:
             text=True,
             timeout=timeout,
         )
+
+
+class Load:
+    """The load generator on the client host, reading and writing through the site until
+    stopped. Every write is a correction with an idempotency key of its own; after the
+    load, `corrections_check` compares what the service acknowledged with what the
+    database holds, so a test proves that no acknowledged write was lost, not only that
+    requests answered."""
+
+    def __init__(self, topology: Topology, rate: float = 20, write_rate: float = 1, max_seconds: int = 600):
+        self.topology = topology
+        self.tag = f"load-{uuid.uuid4().hex[:8]}"
+        self.dir = f"/root/{self.tag}"
+        self.rate = rate
+        self.write_rate = write_rate
+        self.max_seconds = max_seconds
+        self.summary: dict | None = None
+
+    def __enter__(self) -> Load:
+        client = self.topology.client
+        body = {
+            "subject": {"type": "user", "id": f"{self.tag}-{{seq}}"},
+            "field_key": "load",
+            "value": {"load": self.tag, "seq": "{seq}"},
+            "class": "FACT",
+            "permissions": {"readers": ["assistant"]},
+            "actor": {"type": "system", "id": "stet-tests"},
+            "idempotency_key": f"{self.tag}-{{seq}}",
+        }
+        self.topology.run_ok(client, f"mkdir -p -m 0700 {self.dir}")
+        subprocess.run(["docker", "cp", str(LOADGEN), f"{client}:{self.dir}/loadgen"], check=True, timeout=30)
+        subprocess.run(
+            ["docker", "exec", "-i", client, "sh", "-c", f"cat > {self.dir}/body.json"],
+            input=json.dumps(body).encode(),
+            check=True,
+            timeout=30,
+        )
+        reads = " ".join(f"--url {shlex.quote(self.topology.url + path)}" for path in READ_PATHS)
+        command = (
+            f"python3 {self.dir}/loadgen {reads} --rate {self.rate} --duration {self.max_seconds}"
+            f" --write-url {self.topology.url}/v1/corrections --write-body {self.dir}/body.json"
+            f" --write-rate {self.write_rate} --ack-file {self.dir}/acked.jsonl --stop-file {self.dir}/stop"
+            f" --header-file {CLIENT_HEADERS} --cafile {ROOT_CA} > {self.dir}/summary.json 2>&1"
+        )
+        subprocess.run(["docker", "exec", "-d", client, "sh", "-c", command], check=True, timeout=30)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> dict:
+        """Stops the load (in-flight requests finish within their timeout); its summary."""
+        if self.summary is None:
+            client = self.topology.client
+            self.topology.run_ok(client, f"touch {self.dir}/stop")
+            for _ in range(60):
+                text = self.topology.run_ok(client, f"cat {self.dir}/summary.json").strip()
+                if text:
+                    self.summary = json.loads(text.splitlines()[-1])
+                    print("load:", json.dumps(self.summary, sort_keys=True))
+                    return self.summary
+                time.sleep(1)
+            raise AssertionError("the load generator wrote no summary within 60 s")
+        return self.summary
+
+    def corrections_check(self, database_host: str) -> dict:
+        """The load's acknowledged corrections against the rows the database on `database_host` holds."""
+        acked_lines = self.topology.run_ok(
+            self.topology.client, f"cat {self.dir}/acked.jsonl 2>/dev/null || true"
+        )
+        acked = {}
+        for line in acked_lines.splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                acked[f"{self.tag}-{entry['seq']}"] = entry["correction_id"]
+        # The tag is made here of letters, digits and a dash: safe inside the literal.
+        query = (
+            "SELECT idempotency_key, correction_id FROM corrections"  # noqa: S608
+            f" WHERE idempotency_key LIKE '{self.tag}-%'"
+        )
+        rows = self.topology.run_ok(
+            database_host, f"runuser -u postgres -- psql -X -d stet -tAF ' ' -c {shlex.quote(query)}"
+        )
+        stored = dict(line.split(" ", 1) for line in rows.splitlines() if line.strip())
+        check = {
+            "acknowledged": len(acked),
+            "stored": len(stored),
+            "lost": sorted(key for key, correction_id in acked.items() if stored.get(key) != correction_id),
+            # Committed while the client saw an error (a connection dropped after the commit).
+            "unacknowledged_commits": sorted(set(stored) - set(acked)),
+        }
+        print("writes:", json.dumps(check))
+        return check
+
+    def assert_nothing_failed_or_lost(self, database_host: str, min_reads: int, min_writes: int) -> None:
+        """No read or write failed, the load overlapped the operation, and every acknowledged
+        write is in the database."""
+        summary = self.stop()
+        assert summary["failed"] == 0, summary
+        assert summary["writes"]["failed"] == 0, summary
+        assert summary["sent"] >= min_reads, summary
+        check = self.corrections_check(database_host)
+        assert check["acknowledged"] >= min_writes, check
+        assert check["lost"] == [], check
+        assert check["stored"] == check["acknowledged"], check

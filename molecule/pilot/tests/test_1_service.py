@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from conftest import API_HOST, CLIENT, DB_HOST, MONITORING_TENANT, ROOT_CA, SITE, api, host, run_ok
+from conftest import API_HOST, CLIENT, DB_HOST, MONITORING_TENANT, ROOT_CA, SITE, api, run_ok
 
 
 def test_https_answers_with_the_certificate_pebble_issued(client):
@@ -20,11 +20,11 @@ def test_https_answers_with_the_certificate_pebble_issued(client):
     assert status == 200, body
 
 
-def test_plain_http_redirects_to_https(client):
+def test_plain_http_redirects_to_https_keeping_the_path_and_query(client):
     location = run_ok(
-        CLIENT, f"curl -s -o /dev/null -w '%{{http_code}} %{{redirect_url}}' http://{API_HOST}/health"
+        CLIENT, f"curl -s -o /dev/null -w '%{{http_code}} %{{redirect_url}}' 'http://{API_HOST}/v1/x?y=1'"
     )
-    assert location == f"301 {SITE}/health"
+    assert location == f"301 {SITE}/v1/x?y=1"
 
 
 def test_a_correction_is_a_fact_for_an_allowed_reader_only(client):
@@ -87,12 +87,3 @@ def test_only_the_api_host_reaches_the_database(client):
     for port in (5432, 6432):
         assert run_ok(CLIENT, probe.format(DB_HOST, port)).strip() == "closed"
     assert run_ok(API_HOST, probe.format(DB_HOST, 6432)).strip() == "open"
-
-
-def test_the_api_reads_its_database_url_from_a_credential_not_its_environment():
-    api_host = host(API_HOST)
-    pid = run_ok(API_HOST, "systemctl show -p MainPID --value stet-api@8000").strip()
-    environ = run_ok(API_HOST, f"tr '\\0' '\\n' < /proc/{pid}/environ")
-    assert "DATABASE_URL_FILE=" in environ
-    assert "postgresql://" not in environ
-    assert api_host.service("stet-api@8001").is_running

@@ -4,17 +4,13 @@ releases the API hosts run."""
 
 from __future__ import annotations
 
-import json
 import pathlib
-import shlex
-import subprocess
 import sys
-import time
 
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from e2e import CLIENT_HEADERS, REPO, ROOT_CA, Topology
+from e2e import Load, Topology
 
 API_HOSTS = ["stet-prod-api1", "stet-prod-api2"]
 # stet_version of inventories/production/group_vars/all.yml: what site.yml installs.
@@ -31,48 +27,12 @@ def client():
     return TOPOLOGY.prepare_client()
 
 
-class LoadGenerator:
-    """scripts/loadgen on the client host, through the load balancer, until stopped."""
+PRIMARY = "stet-prod-db1"
 
-    STOP_FILE = "/tmp/loadgen.stop"
-    SUMMARY = "/tmp/loadgen.json"
 
-    def __init__(self, rate: int = 20, max_seconds: int = 600):
-        self.rate = rate
-        self.max_seconds = max_seconds
-
-    def __enter__(self) -> LoadGenerator:
-        subprocess.run(
-            ["docker", "cp", str(REPO / "scripts/loadgen"), f"{CLIENT}:/usr/local/bin/loadgen"],
-            check=True,
-            timeout=30,
-        )
-        run_ok(CLIENT, f"rm -f {self.STOP_FILE} {self.SUMMARY}")
-        urls = " ".join(
-            f"--url {shlex.quote(LB_URL + path)}"
-            for path in ("/health", "/v1/facts?subject_type=user&subject_id=load&requester_id=assistant")
-        )
-        run_ok(
-            CLIENT,
-            f"nohup python3 /usr/local/bin/loadgen {urls} --rate {self.rate} --duration {self.max_seconds}"
-            f" --stop-file {self.STOP_FILE} --header-file {CLIENT_HEADERS} --cafile {ROOT_CA}"
-            f" > {self.SUMMARY} 2>&1 &",
-        )
-        return self
-
-    def __exit__(self, *exc) -> None:
-        run_ok(CLIENT, f"touch {self.STOP_FILE}")
-
-    def summary(self) -> dict:
-        run_ok(CLIENT, f"touch {self.STOP_FILE}")
-        for _ in range(60):
-            text = run_ok(CLIENT, f"cat {self.SUMMARY}")
-            if text.strip():
-                summary = json.loads(text)
-                print("loadgen:", json.dumps(summary))
-                return summary
-            time.sleep(1)
-        raise AssertionError("loadgen printed no summary within 60 s")
+def load(rate: float = 20, write_rate: float = 1, max_seconds: int = 600) -> Load:
+    """Reads and writes through the load balancer from the client host (molecule/shared/e2e.py)."""
+    return Load(TOPOLOGY, rate=rate, write_rate=write_rate, max_seconds=max_seconds)
 
 
 def release_of(name: str) -> dict:
