@@ -1,0 +1,271 @@
+"""The edge on the pilot's API host: nginx in front of the two real API instances, TLS with
+the certificate pebble issued, limits, logs, renewal and the expiry check, and what nginx
+does with a broken configuration or a stopped instance."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import pytest
+from conftest import API_HOST, ROOT_CA, SCENARIO, SITE, host, playbook, run_ok
+
+DOMAIN = API_HOST
+WEBROOT = "/var/www/letsencrypt"
+ACCESS_LOG = "/var/log/nginx/stet_access.log"
+STABLE_CERTIFICATE = f"/etc/ssl/stet/{DOMAIN}/fullchain.pem"
+
+
+def curl(args: str) -> str:
+    """curl on the web host itself, trusting pebble's root."""
+    return run_ok(API_HOST, f"curl -sS --max-time 10 --cacert {ROOT_CA} {args}")
+
+
+def codes(url: str, count: int, method: str = "GET", last_body: str = "/dev/null") -> list[str]:
+    """HTTP status of `count` requests made by one curl process (one keep-alive connection)."""
+    targets = " ".join([f"-o /dev/null {url}"] * (count - 1) + [f"-o {last_body} {url}"])
+    return curl(f"-X {method} -w '%{{http_code}}\\n' {targets}").split()
+
+
+def handshake(extra: str = ""):
+    return host(API_HOST).run(
+        f"openssl s_client -connect {DOMAIN}:443 -servername {DOMAIN} {extra} </dev/null"
+    )
+
+
+def served_serial() -> str:
+    return run_ok(
+        API_HOST,
+        f"openssl s_client -connect {DOMAIN}:443 -servername {DOMAIN} </dev/null 2>/dev/null"
+        " | openssl x509 -noout -serial",
+    ).strip()
+
+
+def upstreams() -> set[str]:
+    """The API instances nginx proxies to, as its configuration names them."""
+    tree = run_ok(API_HOST, "nginx -T 2>/dev/null")
+    return set(re.findall(r"^\s*server (\S+:800[01]) ", tree, re.MULTILINE))
+
+
+def access_log_entries(marker: str) -> list[dict]:
+    text = host(API_HOST).file(ACCESS_LOG).content_string
+    return [json.loads(line) for line in text.splitlines() if marker in line]
+
+
+def nginx_master_pid() -> str:
+    return run_ok(API_HOST, "systemctl show -p MainPID --value nginx").strip()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pebble_root(client):
+    """The `client` fixture puts pebble's root on the web host too."""
+    assert host(API_HOST).file(ROOT_CA).exists
+
+
+def test_whole_configuration_tests_good():
+    run_ok(API_HOST, "nginx -t")
+
+
+def test_a_configuration_nginx_refuses_is_never_installed_and_the_old_one_keeps_serving():
+    before = run_ok(API_HOST, "sha256sum /etc/nginx/nginx.conf").split()[0]
+    pid = nginx_master_pid()
+    # An int that argument_specs accepts and `nginx -t` refuses ("invalid number").
+    result = playbook(SCENARIO / "nginx.yml", "-e", "nginx_worker_connections=-1")
+    assert result.returncode != 0
+    assert "Write nginx.conf" in result.stdout
+    assert "invalid number" in result.stdout + result.stderr
+    assert run_ok(API_HOST, "sha256sum /etc/nginx/nginx.conf").split()[0] == before
+    assert nginx_master_pid() == pid
+    assert codes(f"{SITE}/health", 3) == ["200"] * 3
+
+
+def test_only_the_stet_site_is_served():
+    tree = run_ok(API_HOST, "nginx -T 2>/dev/null")
+    files = re.findall(r"^# configuration file (\S+):", tree, re.MULTILINE)
+    assert [f for f in files if "sites-enabled" in f] == ["/etc/nginx/sites-enabled/stet"]
+
+
+def test_https_reaches_an_api_instance_with_the_request_id_and_pebbles_certificate():
+    marker = uuid.uuid4().hex
+    curl(f"-o /dev/null {SITE}/v1/edge-probe-{marker}")
+    (entry,) = access_log_entries(marker)
+    assert entry["upstream_addr"] in upstreams()
+    port = entry["upstream_addr"].rsplit(":", 1)[1]
+    # The instance nginx chose logged the same request under nginx's request id.
+    journal = run_ok(API_HOST, f"journalctl -u stet-api@{port} -o cat --since -5min")
+    assert any(
+        f"/v1/edge-probe-{marker}" in line and entry["request_id"] in line for line in journal.splitlines()
+    ), journal[-2000:]
+    issuer = run_ok(
+        API_HOST,
+        f"openssl s_client -connect {DOMAIN}:443 -servername {DOMAIN} </dev/null 2>/dev/null"
+        " | openssl x509 -noout -issuer",
+    )
+    assert "Pebble Intermediate CA" in issuer
+    verified = handshake(f"-CAfile {ROOT_CA} -verify_return_error -verify_hostname {DOMAIN}")
+    assert verified.rc == 0, verified.stderr
+    assert "Verify return code: 0 (ok)" in verified.stdout
+
+
+def test_both_instances_take_requests():
+    marker = uuid.uuid4().hex
+    for number in range(12):
+        curl(f"-o /dev/null {SITE}/v1/edge-spread-{marker}-{number}")
+    served_by = {entry["upstream_addr"] for entry in access_log_entries(marker)}
+    assert served_by == upstreams()
+    assert {address.rsplit(":", 1)[1] for address in served_by} == {"8000", "8001"}
+
+
+def test_acme_challenge_is_served_on_port_80():
+    token = uuid.uuid4().hex
+    path = f"{WEBROOT}/.well-known/acme-challenge/{token}"
+    run_ok(API_HOST, f"mkdir -p {WEBROOT}/.well-known/acme-challenge && printf {token} > {path}")
+    try:
+        answer = run_ok(
+            API_HOST, f"curl -sS -w ' %{{http_code}}' http://{DOMAIN}/.well-known/acme-challenge/{token}"
+        )
+    finally:
+        run_ok(API_HOST, f"rm -f {path}")
+    assert answer == f"{token} 200"
+
+
+@pytest.mark.parametrize("version", ["tls1", "tls1_1"])
+def test_old_tls_versions_are_refused_by_the_server(version):
+    # SECLEVEL=0 lets OpenSSL 3 offer TLS 1.0/1.1 at all: the refusal must come from nginx.
+    result = handshake(f"-{version} -cipher DEFAULT@SECLEVEL=0")
+    assert result.rc != 0
+    assert "no protocols available" not in result.stderr
+    assert "alert protocol version" in result.stderr
+
+
+@pytest.mark.parametrize(("version", "name"), [("tls1_2", "TLSv1.2"), ("tls1_3", "TLSv1.3")])
+def test_tls_1_2_and_1_3_are_accepted(version, name):
+    result = handshake(f"-{version}")
+    assert result.rc == 0, result.stderr
+    assert f"New, {name}, Cipher is" in result.stdout
+
+
+def test_weak_tls_1_2_ciphers_are_refused():
+    result = handshake("-tls1_2 -cipher AES128-SHA:DHE-RSA-AES128-SHA")
+    assert result.rc != 0
+    assert "handshake failure" in result.stderr
+
+
+def test_tls_session_tickets_are_off():
+    result = handshake("-tls1_2")
+    assert result.rc == 0, result.stderr
+    assert "TLS session ticket lifetime hint" not in result.stdout
+
+
+def test_hsts_header_and_no_version_disclosure():
+    headers = curl(f"--fail -D - -o /dev/null {SITE}/health").lower()
+    assert "strict-transport-security: max-age=63072000" in headers
+    assert re.search(r"^server: nginx\r?$", headers, re.MULTILINE)
+    error_page = run_ok(API_HOST, f"curl -sS http://{DOMAIN}/.well-known/acme-challenge/none")
+    assert "nginx" in error_page and "nginx/" not in error_page
+
+
+def test_access_log_is_json_and_skips_health():
+    marker = uuid.uuid4().hex
+    curl(f"--fail -o /dev/null {SITE}/health?probe={marker}")
+    status = curl(f"-o /dev/null -w '%{{http_code}}' {SITE}/v1/log-probe-{marker}")
+    (entry,) = access_log_entries(marker)
+    assert entry["uri"] == f"/v1/log-probe-{marker}"
+    assert str(entry["status"]) == status
+    assert entry["upstream_addr"] in upstreams()
+    assert entry["ssl_protocol"] == "TLSv1.3"
+
+
+def test_writes_are_rate_limited_with_the_api_error_body():
+    url = f"{SITE}/v1/corrections"
+    last_body = "/tmp/edge-rate-limited.json"
+    # No key: the API answers 401 to what nginx lets through; nginx answers the rest 429.
+    posts = codes(url, 60, method="POST", last_body=last_body)
+    assert posts.count("401") >= 20 and posts[-1] == "429", posts
+    assert set(posts) == {"401", "429"}, posts
+    assert json.loads(host(API_HOST).file(last_body).content_string)["error"]["code"] == "RATE_LIMITED"
+    # Reads are not limited.
+    assert codes(f"{SITE}/health", 60) == ["200"] * 60
+
+
+def test_metrics_only_from_allowed_networks():
+    local = curl(f"--resolve {DOMAIN}:443:127.0.0.1 -o /dev/null -w '%{{http_code}}' {SITE}/metrics")
+    assert local == "200"
+    via_network = curl(f"-o /dev/null -w '%{{http_code}}' {SITE}/metrics")
+    assert via_network == "403"
+
+
+def test_a_stopped_instance_loses_no_request():
+    run_ok(API_HOST, "systemctl stop stet-api@8001")
+    try:
+        marker = uuid.uuid4().hex
+        gets = codes(f"{SITE}/health?stopped={marker}", 50) + codes(f"{SITE}/v1/stopped-{marker}", 50)
+        # Refused connections are retried on the other instance, POSTs included.
+        posts = codes(f"{SITE}/v1/corrections?stopped={marker}", 10, method="POST")
+        served_by = {entry["upstream_addr"].rsplit(":", 1)[1] for entry in access_log_entries(marker)}
+    finally:
+        run_ok(API_HOST, "systemctl start stet-api@8001")
+        run_ok(
+            API_HOST,
+            "for i in $(seq 60); do curl -sf http://127.0.0.1:8001/ready >/dev/null && exit 0; sleep 1; done;"
+            " exit 1",
+        )
+    assert gets[:50] == ["200"] * 50
+    assert set(gets[50:]) == {"404"}, gets[50:]
+    assert posts == ["401"] * 10
+    # nginx logs each try: the dead instance's refusals and the live one's answers.
+    assert "8000" in served_by
+
+
+def test_one_renewal_scheduler():
+    timer = host(API_HOST).service("certbot.timer")
+    assert timer.is_enabled and timer.is_running
+    cron_jobs = run_ok(
+        API_HOST, "grep -rl certbot /etc/cron.d /etc/crontab /var/spool/cron 2>/dev/null || true"
+    )
+    assert cron_jobs.strip() == ""
+
+
+def test_renewal_through_the_timers_environment_reloads_nginx():
+    before = served_serial()
+    environment = run_ok(API_HOST, "systemctl show -P Environment certbot.service").strip()
+    assert "REQUESTS_CA_BUNDLE=" in environment
+    run_ok(API_HOST, f"env {environment} certbot renew --force-renewal --no-random-sleep-on-renew")
+    after = served_serial()
+    on_disk = run_ok(
+        API_HOST, f"openssl x509 -noout -serial -in /etc/letsencrypt/live/{DOMAIN}/cert.pem"
+    ).strip()
+    assert after != before
+    assert after == on_disk
+
+
+def test_expiry_check_passes_for_the_served_certificate_and_fails_for_one_about_to_expire():
+    assert host(API_HOST).service("certbot-expiry-check.timer").is_running
+    command = run_ok(API_HOST, "systemctl show -P ExecStart certbot-expiry-check.service")
+    assert f"-checkend {14 * 86400}" in command
+    assert STABLE_CERTIFICATE in command
+    run_ok(API_HOST, "systemctl start certbot-expiry-check.service")
+    # A certificate valid for one more day at the path the check reads (nginx is not
+    # reloaded, so it keeps serving the real one); put back whatever was there.
+    run_ok(
+        API_HOST,
+        f"mv {STABLE_CERTIFICATE} {STABLE_CERTIFICATE}.saved && openssl req -x509 -newkey ec"
+        " -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /tmp/expiring.key -days 1"
+        f" -subj /CN={DOMAIN} -out {STABLE_CERTIFICATE} 2>/dev/null",
+    )
+    try:
+        expiring = host(API_HOST).run("systemctl start certbot-expiry-check.service")
+        state = run_ok(API_HOST, "systemctl show -p Result --value certbot-expiry-check.service").strip()
+    finally:
+        run_ok(API_HOST, f"mv {STABLE_CERTIFICATE}.saved {STABLE_CERTIFICATE}")
+    assert expiring.rc != 0
+    assert state == "exit-code"
+    run_ok(API_HOST, "systemctl start certbot-expiry-check.service")
+
+
+def test_firewall_allows_http_and_https():
+    status = run_ok(API_HOST, "ufw status")
+    assert "Status: active" in status
+    for port in ("80/tcp", "443/tcp"):
+        assert re.search(rf"^{port}\s+ALLOW\s+Anywhere", status, re.MULTILINE), status
