@@ -42,7 +42,9 @@ class Topology:
         self.inventory = os.environ["MOLECULE_INVENTORY_FILE"]
 
     def host(self, name: str):
-        return testinfra.get_host(f"ansible://{name}?ansible_inventory={self.inventory}")
+        # The test hosts are containers of the same names: a command is one `docker exec`
+        # (testinfra's ansible backend runs a whole ansible process per command).
+        return testinfra.get_host(f"docker://{name}")
 
     def run_ok(self, name: str, command: str) -> str:
         result = self.host(name).run(command)
