@@ -83,10 +83,13 @@ pilot: testhosts ## bring the pilot topology up on local test hosts with site.ym
 pilot-down: ## remove the pilot test hosts
 	scripts/pilot down
 
-# DRILLS="1,3" runs some of them; the failover (6) is destructive and always goes last.
+# pytest molecule/production/drills: one test per drill, the figures as a table at the end.
+# DRILLS="1,3" runs some of them (pytest -k "drill_1 or drill_3"); the failover (6) is
+# destructive and always goes last.
 .PHONY: drills
 drills: testhosts ## failure drills under load on the production topology (brings it up if needed)
-	$(BIN)/python scripts/drills $(if $(DRILLS),--drills $(DRILLS))
+	$(BIN)/pytest -p no:cacheprovider molecule/production/drills \
+	  $(if $(DRILLS),-k "$$(echo '$(DRILLS)' | sed -E 's/[0-9]+/drill_&/g; s/[ ,]+/ or /g')")
 
 .PHONY: bench-api
 bench-api: venv host-packages ## gunicorn + PostgreSQL locally under the guide's load mix

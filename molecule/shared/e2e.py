@@ -5,6 +5,7 @@ scenario's inventory. A scenario's conftest makes one Topology and exports its m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -25,21 +26,51 @@ TEST_TOKEN_FILE = "/root/stet-e2e.token"
 # pebble's issuing root, fetched from its management API; verifies the site's certificate.
 ROOT_CA = "/usr/local/share/stet-test/pebble-root.pem"
 CLIENT_HEADERS = "/root/stet-client.headers"
-LOADGEN = REPO / "scripts" / "loadgen"
+# The load generator, a standalone program copied into the client host and run there.
+LOADGEN = REPO / "molecule" / "shared" / "loadgen.py"
 # What the load reads: liveness (no database) and a permission-filtered facts query.
 READ_PATHS = ("/health", "/v1/facts?subject_type=user&subject_id=load&requester_id=assistant")
+# Statuses loadgen counts as answered: reads 200, writes 201 (200 on a replay), 429 counted apart.
+ANSWERED = ("200", "201", "429")
+
+
+def is_failure(status: str) -> bool:
+    """A request of the load's log that failed (a 429 is a refusal, not a failure)."""
+    return status not in ANSWERED
+
+
+def back_after(requests: list[dict], fault_at: float) -> tuple[float | None, int]:
+    """Of a load's request log: seconds from `fault_at` (epoch) until requests succeed again for
+    good (0.0 when none failed), and how many requests finishing after it failed; None: they
+    still failed when the log ends."""
+    after = sorted((r for r in requests if r["finished"] >= fault_at), key=lambda r: r["started"])
+    failed = [r for r in after if is_failure(r["status"])]
+    if not failed:
+        return 0.0, 0
+    last_failure = failed[-1]["started"]
+    later = [r for r in after if r["started"] > last_failure and not is_failure(r["status"])]
+    if not later:
+        return None, len(failed)
+    return round(later[0]["started"] - fault_at, 1), len(failed)
+
+
+def md5_of(ids) -> str:
+    """A checksum over sorted ids: the acknowledged and stored sets compared in one figure."""
+    return hashlib.md5("\n".join(sorted(ids)).encode()).hexdigest()  # noqa: S324 - not a secret
 
 
 class Topology:
     """A running scenario: `site` serves HTTPS, `client` (the ACME host, outside the
     topology) sends the requests, `token_host` (an API host) makes the tests' tenant key."""
 
-    def __init__(self, site: str, client: str, token_host: str):
+    def __init__(self, site: str, client: str, token_host: str, inventory: str | None = None):
         self.site = site
         self.url = f"https://{site}"
         self.client = client
         self.token_host = token_host
-        self.inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+        # The inventory Molecule wrote (its ansible_inventory.yml): Molecule's own while it
+        # runs the verifier, or given by a caller that runs outside Molecule (the drills).
+        self.inventory = os.environ["MOLECULE_INVENTORY_FILE"] if inventory is None else inventory
 
     def host(self, name: str):
         # The test hosts are containers of the same names: a command is one `docker exec`
@@ -50,6 +81,28 @@ class Topology:
         result = self.host(name).run(command)
         assert result.rc == 0, f"{name}: {command}: rc={result.rc} {result.stdout} {result.stderr}"
         return result.stdout
+
+    @staticmethod
+    def sh(name: str, command: str, timeout: float = 60, check: bool = True) -> str:
+        """A shell command on a test host, bounded by `timeout` seconds (TimeoutExpired past
+        it); its stdout. With check, a non-zero exit raises RuntimeError."""
+        result = subprocess.run(
+            ["docker", "exec", name, "sh", "-c", command], capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{name}: {command}: rc={result.returncode} {result.stdout} {result.stderr}")
+        return result.stdout
+
+    @staticmethod
+    def succeeds(name: str, command: str, timeout: float = 15) -> bool:
+        """Whether a shell command on a test host exits 0 within `timeout` seconds."""
+        try:
+            result = subprocess.run(
+                ["docker", "exec", name, "sh", "-c", command], capture_output=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        return result.returncode == 0
 
     @staticmethod
     def pipe(source: str, command: str, target: str, target_file: str) -> None:
@@ -138,15 +191,32 @@ class Load:
     stopped. Every write is a correction with an idempotency key of its own; after the
     load, `corrections_check` compares what the service acknowledged with what the
     database holds, so a test proves that no acknowledged write was lost, not only that
-    requests answered."""
+    requests answered.
 
-    def __init__(self, topology: Topology, rate: float = 20, write_rate: float = 1, max_seconds: int = 600):
+    `tag` names the load (its directory on the client and the prefix of its idempotency
+    keys; letters, digits and dashes; default a random one). With `request_log`, loadgen
+    also logs every request (kind, start, end, status) to requests.jsonl, from which
+    `service_back_after` reads how long an outage lasted."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        rate: float = 20,
+        write_rate: float = 1,
+        max_seconds: int = 600,
+        tag: str | None = None,
+        request_log: bool = False,
+    ):
         self.topology = topology
-        self.tag = f"load-{uuid.uuid4().hex[:8]}"
+        self.tag = tag or f"load-{uuid.uuid4().hex[:8]}"
+        # The tag goes into a path, a shell command and a LIKE pattern: nothing else allowed.
+        if not self.tag.replace("-", "").isalnum() or not self.tag.isascii():
+            raise ValueError(f"a load's tag is letters, digits and dashes: {self.tag!r}")
         self.dir = f"/root/{self.tag}"
         self.rate = rate
         self.write_rate = write_rate
         self.max_seconds = max_seconds
+        self.request_log = request_log
         self.summary: dict | None = None
 
     def __enter__(self) -> Load:
@@ -173,7 +243,9 @@ class Load:
             f"python3 {self.dir}/loadgen {reads} --rate {self.rate} --duration {self.max_seconds}"
             f" --write-url {self.topology.url}/v1/corrections --write-body {self.dir}/body.json"
             f" --write-rate {self.write_rate} --ack-file {self.dir}/acked.jsonl --stop-file {self.dir}/stop"
-            f" --header-file {CLIENT_HEADERS} --cafile {ROOT_CA} > {self.dir}/summary.json 2>&1"
+            f" --header-file {CLIENT_HEADERS} --cafile {ROOT_CA}"
+            + (f" --log-file {self.dir}/requests.jsonl" if self.request_log else "")
+            + f" > {self.dir}/summary.json 2>&1"
         )
         subprocess.run(["docker", "exec", "-d", client, "sh", "-c", command], check=True, timeout=30)
         return self
@@ -195,6 +267,41 @@ class Load:
                 time.sleep(1)
             raise AssertionError("the load generator wrote no summary within 60 s")
         return self.summary
+
+    def lines(self, name: str) -> list[dict]:
+        """A JSON-lines file of the load's directory on the client (acked.jsonl, requests.jsonl)."""
+        text = Topology.sh(self.topology.client, f"cat {self.dir}/{name} 2>/dev/null || true", timeout=60)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def requests(self) -> list[dict]:
+        """Every request sent so far, from the request log (a load made with request_log)."""
+        if not self.request_log:
+            raise ValueError("this load keeps no request log: Load(..., request_log=True)")
+        return self.lines("requests.jsonl")
+
+    def service_back_after(
+        self, fault_at: float, requests: list[dict] | None = None
+    ) -> tuple[float | None, int]:
+        """back_after() of the request log (or of `requests`, some of its lines)."""
+        return back_after(self.requests() if requests is None else requests, fault_at)
+
+    def wait_for_service(self, fault_at: float, timeout: float, steady_seconds: float) -> bool:
+        """Keeps the load on until requests have succeeded for `steady_seconds` in a row after
+        the last failure, polling the request log every 2 s for at most `timeout` seconds, so
+        a slow recovery is measured rather than cut off; False when the time ran out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                requests = self.requests()
+            except (RuntimeError, subprocess.TimeoutExpired):
+                requests = []  # the client did not answer this time: asked again
+            back, _ = self.service_back_after(fault_at, requests)
+            latest = max((r["started"] for r in requests), default=0.0)
+            if requests and back is not None and latest - (fault_at + back) >= steady_seconds:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(2)
 
     def corrections_check(self, database_host: str) -> dict:
         """The load's acknowledged corrections against the rows the database on `database_host` holds."""
@@ -221,6 +328,9 @@ class Load:
             "lost": sorted(key for key, correction_id in acked.items() if stored.get(key) != correction_id),
             # Committed while the client saw an error (a connection dropped after the commit).
             "unacknowledged_commits": sorted(set(stored) - set(acked)),
+            "database": database_host,
+            "md5_acknowledged": md5_of(acked.values()),
+            "md5_stored": md5_of(stored.values()),
         }
         print("writes:", json.dumps(check))
         return check

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Bounded HTTP load generator: a steady request rate to a list of URLs, JSON summary at the end.
 
-    loadgen --url https://stet-prod-lb/health --rate 20 --duration 120 [--stop-file /tmp/stop]
-            [--header-file headers.txt] [--cafile root.pem]
+    python3 loadgen.py --url https://stet-prod-lb/health --rate 20 --duration 120
+            [--stop-file /tmp/stop] [--header-file headers.txt] [--cafile root.pem]
             [--write-url https://stet-prod-lb/v1/corrections --write-body body.json
              --write-rate 1 --ack-file acked.jsonl] [--log-file requests.jsonl]
+
+A standalone program (standard library only): the tests' Load (molecule/shared/e2e.py)
+copies it into the client host and runs it there with python3.
 
 Requests are sent at --rate per second (open loop: a slow answer does not slow the sender)
 until --duration seconds have passed or --stop-file appears, whichever comes first. Only
