@@ -10,7 +10,7 @@ import sys
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from e2e import ROOT_CA, Load, Topology
+from e2e import Load, Topology
 
 API_HOSTS = ["stet-prod-api1", "stet-prod-api2"]
 # stet_version of inventories/production/group_vars/all.yml: what site.yml installs.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import API_HOSTS, ROOT_CA, playbook, run_ok
+from conftest import API_HOSTS, playbook, run_ok
+from e2e import ROOT_CA
 
 
 def test_golive_check_passes_on_production(client):
