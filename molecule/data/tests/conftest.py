@@ -1,12 +1,68 @@
-"""Hosts of the data scenario, by role, for tests that look at one host from another."""
+"""Hosts of the data scenario, by role, for tests that look at one host from another.
+
+Every host also runs the hardening role: the API-side client with its defaults (plus the
+ufw rule of the stet_web group), the outsider with every knob flipped (../molecule.yml).
+"""
 
 from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 import testinfra
 
 PRIMARY = "stet-data-primary"
+REPLICA = "stet-data-replica"
+API = "stet-data-api"
+OUTSIDER = "stet-data-outsider"
+ALL_HOSTS = [PRIMARY, REPLICA, API, OUTSIDER]
 SCRIPTS = "/opt/stet/scripts"
+SCENARIO = Path(__file__).resolve().parents[1]
+REPOSITORY = SCENARIO.parents[1]
+
+# The hardening role's two profiles: what each of their hosts must look like.
+HARDENING_PROFILES = {
+    API: {
+        "ssh_port": 22,
+        "permit_root_login": {"no"},
+        "max_auth_tries": "3",
+        "client_alive_interval": "300",
+        "allow_groups": None,
+        "moduli_min_bits": 3072,
+        "fail2ban_maxretry": "5",
+        "chrony_sources": ["pool 2.debian.pool.ntp.org"],
+        "automatic_reboot": "false",
+        "ip_forward": "0",
+    },
+    OUTSIDER: {
+        "ssh_port": 2222,
+        # sshd -T prints prohibit-password under its older name.
+        "permit_root_login": {"prohibit-password", "without-password"},
+        "max_auth_tries": "2",
+        "client_alive_interval": "120",
+        "allow_groups": "root stet-ssh",
+        "moduli_min_bits": 4096,
+        "fail2ban_maxretry": "3",
+        "chrony_sources": ["server ntp.example.invalid"],
+        "automatic_reboot": "true",
+        "ip_forward": "1",
+    },
+}
+# testinfra_hosts of the modules that test the hardening role on both profiles.
+HARDENING_HOSTS = [f"docker://{name}" for name in HARDENING_PROFILES]
+
+
+@pytest.fixture
+def expected(host):
+    """The hardening profile of the host under test."""
+    return HARDENING_PROFILES[host.backend.get_hostname()]
+
+
+def address(name: str) -> str:
+    """The host's private IPv4 address (the one the roles open ports to)."""
+    return run_ok(_host(name), "hostname -I | awk '{print $1}'")
 
 
 def _host(name: str):
@@ -21,17 +77,17 @@ def primary():
 
 @pytest.fixture(scope="session")
 def replica():
-    return _host("stet-data-replica")
+    return _host(REPLICA)
 
 
 @pytest.fixture(scope="session")
 def api():
-    return _host("stet-data-api")
+    return _host(API)
 
 
 @pytest.fixture(scope="session")
 def outsider():
-    return _host("stet-data-outsider")
+    return _host(OUTSIDER)
 
 
 def run_ok(host, command: str) -> str:
@@ -57,3 +113,27 @@ def sql(host, query: str, db: str = "stet", **variables: str) -> str:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def ansible_playbook(request, playbook: str, *arguments: str) -> subprocess.CompletedProcess:
+    """Run one of the scenario's playbooks against its hosts, as Molecule's converge does."""
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "--inventory",
+            request.config.option.ansible_inventory,
+            *arguments,
+            str(SCENARIO / playbook),
+        ],
+        cwd=REPOSITORY,
+        env={
+            **os.environ,
+            "ANSIBLE_ROLES_PATH": str(REPOSITORY / "roles"),
+            "ANSIBLE_COLLECTIONS_PATH": str(REPOSITORY / "collections"),
+            "ANSIBLE_NOCOLOR": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )

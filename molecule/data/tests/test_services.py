@@ -1,9 +1,14 @@
-"""fail2ban, chrony, unattended-upgrades, kernel settings and the secrets directory."""
+"""fail2ban, chrony, unattended-upgrades, kernel settings and the secrets directory
+(hardening role, both profiles)."""
+
+from __future__ import annotations
 
 import time
 
 import pytest
-import testinfra
+from conftest import HARDENING_HOSTS, HARDENING_PROFILES, OUTSIDER
+
+testinfra_hosts = HARDENING_HOSTS
 
 
 @pytest.mark.parametrize("unit", ["fail2ban", "chrony", "unattended-upgrades"])
@@ -22,17 +27,22 @@ def test_fail2ban_runs_the_sshd_jail_on_the_journal(host, expected):
     assert host.run("fail2ban-client get sshd maxretry").stdout.strip() == expected["fail2ban_maxretry"]
 
 
-def test_fail2ban_bans_a_host_guessing_users():
-    """The web host fails logins on the custom host (maxretry 3) until that host bans it."""
-    target = testinfra.get_host("docker://stet-hardening-custom")
-    attacker = testinfra.get_host("docker://stet-hardening-web")
+def test_fail2ban_bans_a_host_guessing_users(api, outsider):
+    """The API host fails logins on the outsider (maxretry 3) until the outsider bans it."""
+    target, attacker = outsider, api
+    port = str(HARDENING_PROFILES[OUTSIDER]["ssh_port"])
     attacker_ip = attacker.run("hostname -I").stdout.split()[0]
+    read_banner = ("timeout 5 bash -c %s", f"exec 3<>/dev/tcp/{OUTSIDER}/{port} && head -c 8 <&3")
+    # Before the ban the outsider's sshd answers the API host.
+    assert attacker.run(*read_banner).stdout == "SSH-2.0-"
     try:
         for attempt in range(4):
             attacker.run(
                 "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-                "-o ConnectTimeout=5 -p 2222 %s@stet-hardening-custom true",
+                "-o ConnectTimeout=5 -p %s %s@%s true",
+                port,
                 f"nosuchuser{attempt}",
+                OUTSIDER,
             )
         banned = ""
         for _ in range(20):
@@ -42,9 +52,7 @@ def test_fail2ban_bans_a_host_guessing_users():
             time.sleep(0.5)
         assert attacker_ip in banned.split()
         # The ban is enforced: the attacker's connections no longer get an answer.
-        blocked = attacker.run(
-            "timeout 5 bash -c %s", "exec 3<>/dev/tcp/stet-hardening-custom/2222 && head -c 8 <&3"
-        )
+        blocked = attacker.run(*read_banner)
         assert blocked.rc != 0 and "SSH-2.0" not in blocked.stdout
     finally:
         target.run("fail2ban-client set sshd unbanip %s", attacker_ip)

@@ -1,6 +1,12 @@
-"""sshd: effective settings from `sshd -T` and what a client actually gets offered."""
+"""sshd (hardening role, both profiles): effective settings from `sshd -T`, what a client
+actually gets offered, and the Diffie-Hellman moduli left to group exchange."""
+
+from __future__ import annotations
 
 import pytest
+from conftest import HARDENING_HOSTS
+
+testinfra_hosts = HARDENING_HOSTS
 
 SSH_CLIENT = (
     "ssh -o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
@@ -82,8 +88,36 @@ def test_sshd_refuses_weak_algorithms(host, expected, weak_offer, refusal):
     assert refusal in attempt.stderr
 
 
-def test_no_small_diffie_hellman_moduli(host):
-    # Column 5 is the modulus size minus one: nothing under 2048 bits.
-    small = host.run("awk '$1 !~ /^#/ && $5 < 2047' /etc/ssh/moduli")
-    assert small.rc == 0
-    assert small.stdout == ""
+def moduli_sizes(host) -> list[int]:
+    """Modulus sizes in bits of /etc/ssh/moduli (its size column counts one bit less)."""
+    sizes = host.run("awk '$1 !~ /^#/ && NF >= 7 {print $5 + 1}' /etc/ssh/moduli")
+    assert sizes.rc == 0, sizes.stderr
+    return [int(size) for size in sizes.stdout.split()]
+
+
+def test_the_role_removed_the_moduli_under_the_minimum(host, expected):
+    sizes = moduli_sizes(host)
+    # Debian ships moduli of 2048, 3072, 4096, 6144, 7680 and 8192 bits: the smallest left is
+    # exactly the profile's minimum (3072 or 4096), and every larger size is still there.
+    assert min(sizes) == expected["moduli_min_bits"]
+    assert {6144, 7680, 8192} <= set(sizes)
+    assert host.file("/etc/ssh/moduli").content_string.startswith("#")
+    # The package's copy had the small ones: dpkg sees the file as changed (checksum, "5").
+    verify = host.run("dpkg --verify openssh-server")
+    assert any(
+        line.startswith("??5") and line.endswith(" /etc/ssh/moduli") for line in verify.stdout.splitlines()
+    )
+    moduli = host.file("/etc/ssh/moduli")
+    assert (moduli.user, moduli.group, moduli.mode) == ("root", "root", 0o644)
+
+
+def test_sshd_negotiates_group_exchange_from_the_remaining_moduli(host, expected):
+    attempt = host.run(
+        f"{SSH_CLIENT} -v -o KexAlgorithms=diffie-hellman-group-exchange-sha256 -p %s root@127.0.0.1 true",
+        str(expected["ssh_port"]),
+    )
+    assert attempt.rc == 255
+    assert "kex: algorithm: diffie-hellman-group-exchange-sha256" in attempt.stderr
+    # The exchange completed (the server sent a group, keys were set) before authentication.
+    assert "SSH2_MSG_KEX_DH_GEX_GROUP received" in attempt.stderr
+    assert "Permission denied (publickey)." in attempt.stderr
