@@ -127,6 +127,8 @@ def test_archive_moves_only_old_heartbeats(primary, seeded):
     )
 
 
+CRON_FILE = "/etc/cron.d/stet-db-maintenance"
+# The guide's schedule (Database Maintenance Jobs, Backup & Recovery): (when, user) -> command.
 EXPECTED_CRON = {
     ("0 2 * * *", "postgres"): 'psql -X -q -d stet -c "VACUUM ANALYZE;"',
     ("0 3 * * *", "root"): f"{SCRIPTS}/backup-database.sh",
@@ -135,19 +137,108 @@ EXPECTED_CRON = {
 }
 
 
-def test_maintenance_cron_entries(primary):
-    cron = primary.file("/etc/cron.d/stet-db-maintenance")
-    assert (cron.user, cron.mode) == ("root", 0o644)
-    entries = {}
-    for line in cron.content_string.splitlines():
-        if not line.strip() or line.startswith("#") or "=" in line.split()[0]:
+def crontab(host) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """The file's environment lines, and its entries as (schedule, user) -> command."""
+    environment, entries = {}, {}
+    for line in host.file(CRON_FILE).content_string.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if "=" in line.split()[0]:
+            name, _, value = line.partition("=")
+            environment[name.strip()] = value.strip()
             continue
         fields = line.split(maxsplit=6)
         assert len(fields) == 7, line
         entries[(" ".join(fields[:5]), fields[5])] = fields[6]
-    assert entries == EXPECTED_CRON
+    return environment, entries
+
+
+def run_like_cron(host, job: str):
+    """Run the entry whose command contains `job` as cron would: as its user, in its home,
+    with only cron's environment (LOGNAME, HOME, SHELL, PATH) and the file's own variables."""
+    environment, entries = crontab(host)
+    [(user, command)] = [(user, command) for (_, user), command in entries.items() if job in command]
+    assert "%" not in command  # cron would turn it into a newline
+    home = run_ok(host, f"getent passwd {user} | cut -d: -f6")
+    # The file may set SHELL, PATH and HOME, never LOGNAME.
+    variables = {"SHELL": "/bin/sh", "PATH": "/usr/bin:/bin", "HOME": home, **environment, "LOGNAME": user}
+    assignments = [f"{name}={value}" for name, value in variables.items()]
+    return host.run(
+        "runuser -u %s -- env -i -C %s" + " %s" * len(assignments) + " %s -c %s",
+        user,
+        variables["HOME"],
+        *assignments,
+        variables["SHELL"],
+        command,
+    )
+
+
+def test_maintenance_schedule_is_the_guides(primary):
+    cron = primary.file(CRON_FILE)
+    assert (cron.user, cron.mode) == ("root", 0o644)
+    assert crontab(primary)[1] == EXPECTED_CRON
     assert "PGPASSWORD" not in cron.content_string and "://" not in cron.content_string
     for command in EXPECTED_CRON.values():
         if command.startswith("/"):
             assert primary.file(command).mode == 0o755
     assert primary.service("cron").is_running
+
+
+def test_cron_vacuum_analyzes_the_stet_tables(primary):
+    started = sql(primary, "SELECT now()")
+    job = run_like_cron(primary, "VACUUM ANALYZE")
+    assert job.rc == 0 and job.stdout + job.stderr == "", job.stdout + job.stderr
+    tables = "FROM pg_stat_user_tables WHERE schemaname = 'public'"
+    assert int(sql(primary, f"SELECT count(*) {tables}")) >= 2
+    assert (
+        sql(
+            primary,
+            f"SELECT string_agg(relname, ',') {tables}"
+            " AND NOT (last_vacuum >= :'started' AND last_analyze >= :'started')",
+            started=started,
+        )
+        == ""
+    )
+
+
+def test_cron_backup_writes_a_new_dump_and_logs_it(primary):
+    before = run_ok(primary, f"readlink -f {BACKUP_DIR}/latest.dump")
+    job = run_like_cron(primary, "backup-database.sh")
+    assert job.rc == 0, job.stdout + job.stderr
+    after = run_ok(primary, f"readlink -f {BACKUP_DIR}/latest.dump")
+    assert after != before
+    run_ok(primary, f"pg_restore --list {after}")
+    assert "job=backup status=ok exit=0" in last_log_line(primary)
+
+
+def test_cron_archive_moves_old_heartbeats_and_logs_it(primary):
+    sql(
+        primary,
+        as_stet(
+            "INSERT INTO enforcement_heartbeats (heartbeat_id, tenant_id, system_id,"
+            " enforced_correction_version, origin, reported_at)"
+            " SELECT gen_random_uuid(), :'tenant', 'cron-' || i, now(), :'origin',"
+            " now() - interval '100 days' FROM generate_series(1, 4) i"
+        ),
+        tenant=TENANT,
+        origin=ORIGIN,
+    )
+    old = int(
+        sql(
+            primary,
+            "SELECT count(*) FROM enforcement_heartbeats WHERE reported_at < now() - interval '90 days'",
+        )
+    )
+    archived = "SELECT count(*) FROM enforcement_heartbeats_archive WHERE system_id LIKE 'cron-%'"
+    job = run_like_cron(primary, "archive-heartbeats.sh")
+    assert job.rc == 0, job.stdout + job.stderr
+    assert f"job=archive_heartbeats status=ok exit=0 moved={old} " in last_log_line(primary)
+    assert sql(primary, "SELECT count(*) FROM enforcement_heartbeats WHERE system_id LIKE 'cron-%'") == "0"
+    assert sql(primary, archived) == "4"
+
+
+def test_cron_test_restore_passes_and_logs_it(primary):
+    job = run_like_cron(primary, "test-restore.sh")
+    assert job.rc == 0, job.stdout + job.stderr
+    assert "job=test_restore status=ok exit=0" in last_log_line(primary)
+    assert sql(primary, "SELECT count(*) FROM pg_database WHERE datname = 'stet_restore_test'") == "0"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from conftest import PRIMARY, run_ok
 
 testinfra_hosts = [f"docker://{PRIMARY}"]
@@ -39,13 +41,70 @@ def test_pgbouncer_listens_on_private_address_and_loopback_only(primary):
     assert listening == {f"{primary_address}:6432", "127.0.0.1:6432"}
 
 
-def test_pgbouncer_pools_in_transaction_mode_with_the_guide_sizes(primary):
-    ini = primary.file("/etc/pgbouncer/pgbouncer.ini").content_string
-    for line in (
-        "pool_mode = transaction",
-        "max_client_conn = 200",
-        "default_pool_size = 25",
-        "auth_type = scram-sha-256",
-    ):
-        assert line in ini.splitlines()
-    assert primary.service("pgbouncer").is_running
+def pgbouncer_show(host, what: str) -> list[dict[str, str]]:
+    """Rows of SHOW <what> on PgBouncer's admin console, by column name.
+
+    The console lets in the user "pgbouncer" without a password over the Unix socket when
+    the client runs as the same OS user as PgBouncer (postgres).
+    """
+    out = run_ok(
+        host,
+        "runuser -u postgres -- psql -X -A -F '|' -P footer=off -h /var/run/postgresql -p 6432"
+        f" -U pgbouncer -d pgbouncer -c 'SHOW {what}'",
+    )
+    header, *rows = out.splitlines()
+    return [dict(zip(header.split("|"), row.split("|"), strict=True)) for row in rows]
+
+
+def test_pgbouncer_runs_with_the_guide_settings(primary):
+    config = {row["key"]: row["value"] for row in pgbouncer_show(primary, "CONFIG")}
+    assert {
+        name: config[name]
+        for name in (
+            "pool_mode",
+            "max_client_conn",
+            "default_pool_size",
+            "reserve_pool_size",
+            "auth_type",
+            "listen_port",
+        )
+    } == {
+        "pool_mode": "transaction",
+        "max_client_conn": "200",
+        "default_pool_size": "25",
+        "reserve_pool_size": "0",
+        "auth_type": "scram-sha-256",
+        "listen_port": "6432",
+    }
+    # The one database it serves: the local PostgreSQL's stet, with the default pool size.
+    databases = {
+        row["name"]: row for row in pgbouncer_show(primary, "DATABASES") if row["name"] != "pgbouncer"
+    }
+    assert list(databases) == ["stet"]
+    stet = databases["stet"]
+    assert (stet["host"], stet["port"], stet["database"], stet["pool_size"]) == (
+        "127.0.0.1",
+        "5432",
+        "stet",
+        "25",
+    )
+
+
+def test_pgbouncer_pools_in_transaction_mode(api, primary):
+    """A client idle after its transaction holds no server connection (in session mode it would)."""
+    output = "/tmp/stet-pgbouncer-session.out"
+    session = f"(echo 'SELECT 1;'; sleep 10) | psql -X -A -t -d \"$(cat {URL_FILE})\" >{output} 2>&1"
+    started = api.run("rm -f %s && setsid sh -c %s </dev/null >/dev/null 2>&1 &", output, session)
+    assert started.rc == 0, started.stderr
+    # Once psql printed the answer, its transaction is over and the session sits idle.
+    deadline = time.monotonic() + 8
+    while api.run("cat %s", output).stdout.strip() != "1":
+        assert time.monotonic() < deadline, api.run("cat %s", output).stdout
+        time.sleep(0.2)
+    pools = [row for row in pgbouncer_show(primary, "POOLS") if row["database"] == "stet"]
+    assert len(pools) == 1, pools
+    pool = pools[0]
+    assert (pool["user"], pool["pool_mode"]) == ("stet", "transaction")
+    # The one client is connected; the server connection it used is back in the pool.
+    assert (pool["cl_active"], pool["sv_active"]) == ("1", "0"), pool
+    assert int(pool["sv_idle"]) + int(pool["sv_used"]) >= 1, pool
