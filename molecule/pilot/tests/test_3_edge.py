@@ -9,7 +9,7 @@ import re
 import uuid
 
 import pytest
-from conftest import API_HOST, ROOT_CA, SCENARIO, SITE, host, playbook, run_ok
+from conftest import API_HOST, DB_HOST, ROOT_CA, SCENARIO, SITE, host, load, playbook, run_ok
 
 DOMAIN = API_HOST
 WEBROOT = "/var/www/letsencrypt"
@@ -227,11 +227,14 @@ def test_one_renewal_scheduler():
     assert cron_jobs.strip() == ""
 
 
-def test_renewal_through_the_timers_environment_reloads_nginx():
+def test_renewal_through_the_timers_environment_reloads_nginx_under_load(client):
     before = served_serial()
     environment = run_ok(API_HOST, "systemctl show -P Environment certbot.service").strip()
     assert "REQUESTS_CA_BUNDLE=" in environment
-    run_ok(API_HOST, f"env {environment} certbot renew --force-renewal --no-random-sleep-on-renew")
+    # The deploy hook reloads nginx while reads and writes go through it.
+    with load(max_seconds=120) as traffic:
+        run_ok(API_HOST, f"env {environment} certbot renew --force-renewal --no-random-sleep-on-renew")
+    traffic.assert_nothing_failed_or_lost(DB_HOST, min_reads=20, min_writes=1)
     after = served_serial()
     on_disk = run_ok(
         API_HOST, f"openssl x509 -noout -serial -in /etc/letsencrypt/live/{DOMAIN}/cert.pem"
