@@ -207,13 +207,6 @@ def test_a_reload_only_setting_is_applied_without_a_restart(request, primary, in
     assert after["pending_restart"] == "0"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="roles/postgresql refuses every restart-only change: its first handler fails on"
-    " pg_file_settings' 'setting could not be applied', which PostgreSQL reports for a changed"
-    " postmaster-context setting as for an invalid value (fix outside this scenario)",
-)
 def test_a_restart_only_setting_restarts_the_server(request, primary, inventory_settings_restored):
     before = server(primary)
     assert (before["shared_buffers"], before["pending_restart"]) == (PRIMARY_SHARED_BUFFERS, "0")
