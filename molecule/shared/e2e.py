@@ -94,6 +94,13 @@ class Topology:
         return result.stdout
 
     @staticmethod
+    def psql(name: str, query: str, timeout: float = 30) -> str:
+        """A query on the stet database of a database host, as postgres; unaligned rows,
+        fields separated by one space."""
+        command = f"runuser -u postgres -- psql -X -d stet -tAF ' ' -c {shlex.quote(query)}"
+        return Topology.sh(name, command, timeout).strip()
+
+    @staticmethod
     def succeeds(name: str, command: str, timeout: float = 15) -> bool:
         """Whether a shell command on a test host exits 0 within `timeout` seconds."""
         try:
@@ -159,6 +166,14 @@ class Topology:
         status = int(self.run_ok(self.client, command))
         text = self.run_ok(self.client, "cat /tmp/stet-body")
         return status, (json.loads(text) if text.strip() else None)
+
+    def assert_golive_check_passes(self) -> None:
+        """playbooks/golive-check.yml, with pebble's root for the site's certificate, passes
+        every check on every host."""
+        result = self.playbook("golive-check.yml", "-e", f"golive_ca_file={ROOT_CA}")
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        assert "FAIL " not in result.stdout
+        assert "0 failed" in result.stdout
 
     def playbook(
         self, name: str | pathlib.Path, *extra: str, timeout: int = 600
@@ -305,22 +320,13 @@ class Load:
 
     def corrections_check(self, database_host: str) -> dict:
         """The load's acknowledged corrections against the rows the database on `database_host` holds."""
-        acked_lines = self.topology.run_ok(
-            self.topology.client, f"cat {self.dir}/acked.jsonl 2>/dev/null || true"
-        )
-        acked = {}
-        for line in acked_lines.splitlines():
-            if line.strip():
-                entry = json.loads(line)
-                acked[f"{self.tag}-{entry['seq']}"] = entry["correction_id"]
-        # The tag is made here of letters, digits and a dash: safe inside the literal.
+        acked = {f"{self.tag}-{entry['seq']}": entry["correction_id"] for entry in self.lines("acked.jsonl")}
+        # The tag is checked in __init__ (letters, digits, dashes): safe inside the literal.
         query = (
             "SELECT idempotency_key, correction_id FROM corrections"  # noqa: S608
             f" WHERE idempotency_key LIKE '{self.tag}-%'"
         )
-        rows = self.topology.run_ok(
-            database_host, f"runuser -u postgres -- psql -X -d stet -tAF ' ' -c {shlex.quote(query)}"
-        )
+        rows = Topology.psql(database_host, query, timeout=60)
         stored = dict(line.split(" ", 1) for line in rows.splitlines() if line.strip())
         check = {
             "acknowledged": len(acked),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import DB_HOST, ROOT_CA, playbook, run_ok
+from conftest import DB_HOST, TOPOLOGY, playbook, run_ok
 
 
 def test_backup_and_test_restore_succeed_and_are_logged(client):
@@ -16,10 +16,7 @@ def test_backup_and_test_restore_succeed_and_are_logged(client):
 
 
 def test_golive_check_passes_on_the_pilot(client):
-    result = playbook("golive-check.yml", "-e", f"golive_ca_file={ROOT_CA}")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "FAIL " not in result.stdout
-    assert "0 failed" in result.stdout
+    TOPOLOGY.assert_golive_check_passes()
 
 
 def test_diagnose_reports_the_database_and_changes_nothing(client):

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import pathlib
-import shlex
 import subprocess
 import sys
 import time
@@ -53,7 +52,7 @@ SETTLE_AFTER = 5
 SERVICE_TIMEOUT = 180
 STEADY_SECONDS = 5
 
-sh, succeeds = Topology.sh, Topology.succeeds
+sh, succeeds, psql = Topology.sh, Topology.succeeds, Topology.psql
 RESULTS = pytest.StashKey[list]()
 STARTED = pytest.StashKey[float]()
 
@@ -116,11 +115,6 @@ def wait_until(check, timeout: float, interval: float = 0.5) -> float | None:
 def since(moment: float, waited: float | None) -> float | None:
     """Seconds from an epoch moment to now, rounded; None when the wait that ended now failed."""
     return None if waited is None else round(time.time() - moment, 1)
-
-
-def psql(host: str, query: str, timeout: float = 30) -> str:
-    command = f"runuser -u postgres -- psql -X -d stet -tAF ' ' -c {shlex.quote(query)}"
-    return sh(host, command, timeout).strip()
 
 
 def exists(host: str) -> bool:
