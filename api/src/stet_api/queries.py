@@ -272,3 +272,17 @@ def applied_migration_version(cursor: Cursor) -> int | None:
         return None
     cursor.execute("SELECT max(version) FROM public.schema_migrations")
     return cursor.fetchone()[0]
+
+
+def migrations_after(cursor: Cursor, version: int) -> list[tuple[int, str, bool]]:
+    """Applied migrations newer than `version`: (version, name, whether older code runs on it).
+    A migration with no schema_window row (none before 010) counts as one older code cannot run on."""
+    cursor.execute("SELECT to_regclass('public.schema_window') IS NOT NULL")
+    window = "COALESCE(w.older_code_runs, false)" if cursor.fetchone()[0] else "false"
+    join = "LEFT JOIN public.schema_window w ON w.migration = m.version" if window != "false" else ""
+    cursor.execute(
+        f"SELECT m.version, m.name, {window} FROM public.schema_migrations m {join}"  # noqa: S608 - constants only
+        " WHERE m.version > %s ORDER BY m.version",
+        (version,),
+    )
+    return [(number, name, runs) for number, name, runs in cursor.fetchall()]

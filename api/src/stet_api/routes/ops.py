@@ -21,16 +21,26 @@ def health():
 
 @bp.get("/ready")
 def ready():
-    """200 when the database answers and its ledger is at the version this code expects."""
+    """200 when the database answers and its schema is inside this code's window: at the
+    version the code expects, or newer when every newer migration declares that older code
+    still runs on it (schema_window, migration 010: expand/contract)."""
     expected = expected_version()
     try:
         applied = pool().run(queries.applied_migration_version)
+        newer = pool().run(lambda cursor: queries.migrations_after(cursor, expected)) if applied else []
     except ApiError as error:
         return _not_ready(error.code, error.message, {"database": "unreachable"})
     state = {"database": "ok", "migrations": {"applied": applied, "expected": expected}}
-    if applied != expected:
+    if applied is None or applied < expected:
         message = f"database schema is at migration {applied}, this code expects {expected}"
         return _not_ready("MIGRATIONS_NOT_CURRENT", message, state)
+    breaking = [f"{number:03d}_{name}" for number, name, older_code_runs in newer if not older_code_runs]
+    if breaking:
+        message = (
+            f"database schema is at migration {applied}, past this code's window ({expected}):"
+            f" older code does not run on {', '.join(breaking)}"
+        )
+        return _not_ready("SCHEMA_OUTSIDE_WINDOW", message, {**state, "incompatible": breaking})
     return jsonify({"status": "ready", **state})
 
 
