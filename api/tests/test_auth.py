@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+import time
 import uuid
 
 import pytest
+from conftest import make_app
 from helpers import connect, correction, create_api_key, read_query
 
 
@@ -64,12 +68,53 @@ def test_missing_or_invalid_keys_are_401(secure, tenant, key, token_for):
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_revoked_key_is_401(secure, db_url, tenant, key):
+def _lookups(client) -> dict[str, float]:
+    text = client.get("/metrics").get_data(as_text=True)
+    found = re.findall(r'^stet_api_key_lookups_total\{result="(\w+)"\} (\S+)$', text, re.MULTILINE)
+    return {result: float(count) for result, count in found}
+
+
+def test_revoked_key_is_401_within_the_cache_bound(db_url, tenant, key):
     key_id, token = key
-    assert secure.get(f"/v1/facts?{read_query()}", headers=_auth(tenant, token)).status_code == 200
-    with connect(db_url) as conn, conn.cursor() as cursor:
-        cursor.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = %s", (key_id,))
-    assert secure.get(f"/v1/facts?{read_query()}", headers=_auth(tenant, token)).status_code == 401
+    app = make_app(db_url, STET_AUTH_CACHE_SECONDS="1")
+    client = app.test_client()
+    try:
+        assert client.get(f"/v1/facts?{read_query()}", headers=_auth(tenant, token)).status_code == 200
+        with connect(db_url) as conn, conn.cursor() as cursor:
+            cursor.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = %s", (key_id,))
+        time.sleep(1.1)
+        assert client.get(f"/v1/facts?{read_query()}", headers=_auth(tenant, token)).status_code == 401
+    finally:
+        app.extensions["stet_pool"].close()
+
+
+def test_a_known_key_is_looked_up_once_per_cache_period(db_url, tenant, key):
+    app = make_app(db_url)
+    client = app.test_client()
+    try:
+        for _ in range(20):
+            assert client.get(f"/v1/facts?{read_query()}", headers=_auth(tenant, key[1])).status_code == 200
+        assert _lookups(client) == {"found": 1.0}
+    finally:
+        app.extensions["stet_pool"].close()
+
+
+def test_random_tokens_cost_at_most_the_lookup_budget(db_url, tenant):
+    app = make_app(db_url, STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND="2")
+    client = app.test_client()
+    started = time.monotonic()
+    try:
+        for _ in range(50):
+            token = f"stet_{uuid.uuid4().hex}_{secrets.token_urlsafe(32)}"
+            response = client.get(f"/v1/facts?{read_query()}", headers=_auth(tenant, token))
+            assert response.status_code == 401
+        elapsed = time.monotonic() - started
+        lookups = _lookups(client)
+        # A full bucket (2) plus what refilled meanwhile; the rest never reached the database.
+        assert lookups.get("unknown", 0) <= 2 + 2 * elapsed
+        assert lookups["skipped"] >= 50 - 2 - 2 * elapsed
+    finally:
+        app.extensions["stet_pool"].close()
 
 
 def test_key_of_another_tenant_is_403_and_returns_no_data(secure, db_url, tenant, key):

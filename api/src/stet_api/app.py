@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from stet_api.auth import KeyCache
 from stet_api.config import Settings
 from stet_api.db import ConnectionPool
 from stet_api.errors import ApiError, error_body
@@ -38,8 +39,9 @@ def create_app(config: Settings | dict[str, str] | None = None) -> Flask:
     app.json = IsoJSONProvider(app)
     app.config["STET"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions["stet_pool"] = ConnectionPool(
-        settings.database_url, settings.db_pool_min, settings.db_pool_max, settings.db_connect_timeout_seconds
+    app.extensions["stet_pool"] = ConnectionPool(settings)
+    app.extensions["stet_keys"] = KeyCache(
+        settings.auth_cache_seconds, settings.auth_unknown_key_lookups_per_second
     )
     app.extensions["stet_metrics"] = Metrics()
     for blueprint in (corrections.bp, reads.bp, enforcement.bp, systems.bp, ops.bp):

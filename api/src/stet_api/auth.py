@@ -1,10 +1,21 @@
-"""Tenant scoping and per-tenant API keys (docs/interfaces.md, "API keys")."""
+"""Tenant scoping and per-tenant API keys (docs/interfaces.md, "API keys").
+
+Key lookups are cached in each worker process (KeyCache): a key read from the database
+is trusted for STET_AUTH_CACHE_SECONDS (default 10), so revoking a key takes effect in
+every worker within that bound; an unknown key id is remembered as unknown for as long.
+Key ids that are not cached are looked up at most STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND
+times per second and process (default 5): past that, the request is refused with 401
+without asking the database, so random tokens cannot turn into database load. The price:
+during such a flood, the first request with a brand-new key may be refused once.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import re
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -22,6 +33,61 @@ _UNKNOWN_KEY_HASH = hashlib.sha256(b"no such key").hexdigest()
 class Caller:
     tenant_id: uuid.UUID
     key_id: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class _CachedKey:
+    tenant_id: uuid.UUID | None  # None: no active key with this id
+    secret_hash: str
+    expires: float
+
+
+class KeyCache:
+    """The active API keys this process has looked up, with a bounded lookup rate for misses."""
+
+    MAX_ENTRIES = 10000
+
+    def __init__(self, ttl_seconds: int, miss_lookups_per_second: int) -> None:
+        self._ttl = ttl_seconds
+        self._entries: dict[uuid.UUID, _CachedKey] = {}
+        self._rate = float(miss_lookups_per_second)
+        self._tokens = self._rate
+        self._refilled = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _may_look_up(self, now: float) -> bool:
+        """Token bucket of database lookups for keys not in the cache."""
+        with self._lock:
+            self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+            self._refilled = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+    def get(self, key_id: uuid.UUID) -> _CachedKey | None:
+        """The cached key (tenant_id None if unknown), or None when the database was not asked."""
+        now = time.monotonic()
+        entry = self._entries.get(key_id)
+        if entry is not None and entry.expires > now:
+            return entry
+        metrics = current_app.extensions["stet_metrics"]
+        if not self._may_look_up(now):
+            metrics.key_lookups.labels("skipped").inc()
+            return None
+        row = current_app.extensions["stet_pool"].run(
+            lambda cursor: queries.api_key(cursor, key_id), single_statement=True
+        )
+        metrics.key_lookups.labels("found" if row else "unknown").inc()
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries = {k: v for k, v in self._entries.items() if v.expires > now}
+        entry = _CachedKey(
+            row["tenant_id"] if row else None,
+            row["secret_hash"] if row else _UNKNOWN_KEY_HASH,
+            now + self._ttl,
+        )
+        self._entries[key_id] = entry
+        return entry
 
 
 def tenant_from_header() -> uuid.UUID:
@@ -58,13 +124,11 @@ def authenticate() -> Caller:
     if match is None:
         raise _unauthenticated("the API key is malformed")
     key_id = uuid.UUID(hex=match["key_id"])
-    key = current_app.extensions["stet_pool"].run(
-        lambda cursor: queries.api_key(cursor, key_id), single_statement=True
-    )
+    key = current_app.extensions["stet_keys"].get(key_id)
     presented_hash = hashlib.sha256(match["secret"].encode()).hexdigest()
-    stored_hash = key["secret_hash"] if key else _UNKNOWN_KEY_HASH
-    if not hmac.compare_digest(presented_hash, stored_hash) or key is None:
+    stored_hash = key.secret_hash if key else _UNKNOWN_KEY_HASH
+    if not hmac.compare_digest(presented_hash, stored_hash) or key is None or key.tenant_id is None:
         raise _unauthenticated("the API key is unknown or revoked")
-    if key["tenant_id"] != tenant_id:
+    if key.tenant_id != tenant_id:
         raise ApiError(403, "FORBIDDEN", "the API key does not belong to the tenant named in X-Tenant-Id")
     return Caller(tenant_id, key_id)

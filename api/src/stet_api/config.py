@@ -64,6 +64,17 @@ class Settings:
     db_pool_min: int = 1
     db_pool_max: int = 4
     db_connect_timeout_seconds: int = 3
+    db_statement_timeout_ms: int = 5000
+    db_idle_in_transaction_timeout_ms: int = 10000
+    db_keepalives_idle_seconds: int = 5
+    db_keepalives_interval_seconds: int = 2
+    db_keepalives_count: int = 3
+    db_pool_wait_seconds: int = 5
+    auth_cache_seconds: int = 10
+    auth_unknown_key_lookups_per_second: int = 5
+    rate_limit_reads_per_minute: int = 6000
+    rate_limit_heartbeats_per_minute: int = 600
+    history_page_max: int = 100
     max_body_bytes: int = 1024 * 1024
     trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"})
 
@@ -82,6 +93,21 @@ class Settings:
             db_pool_min=_int(env, "STET_DB_POOL_MIN", 1),
             db_pool_max=_int(env, "STET_DB_POOL_MAX", 4, minimum=1),
             db_connect_timeout_seconds=_int(env, "STET_DB_CONNECT_TIMEOUT_SECONDS", 3, minimum=1),
+            db_statement_timeout_ms=_int(env, "STET_DB_STATEMENT_TIMEOUT_MS", 5000, minimum=1),
+            db_idle_in_transaction_timeout_ms=_int(
+                env, "STET_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000, minimum=1
+            ),
+            db_keepalives_idle_seconds=_int(env, "STET_DB_KEEPALIVES_IDLE_SECONDS", 5, minimum=1),
+            db_keepalives_interval_seconds=_int(env, "STET_DB_KEEPALIVES_INTERVAL_SECONDS", 2, minimum=1),
+            db_keepalives_count=_int(env, "STET_DB_KEEPALIVES_COUNT", 3, minimum=1),
+            db_pool_wait_seconds=_int(env, "STET_DB_POOL_WAIT_SECONDS", 5, minimum=1),
+            auth_cache_seconds=_int(env, "STET_AUTH_CACHE_SECONDS", 10, minimum=1),
+            auth_unknown_key_lookups_per_second=_int(
+                env, "STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND", 5, minimum=1
+            ),
+            rate_limit_reads_per_minute=_int(env, "STET_RATE_LIMIT_READS_PER_MINUTE", 6000),
+            rate_limit_heartbeats_per_minute=_int(env, "STET_RATE_LIMIT_HEARTBEATS_PER_MINUTE", 600),
+            history_page_max=_int(env, "STET_HISTORY_PAGE_MAX", 100, minimum=1),
             max_body_bytes=_int(env, "STET_MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
             trusted_proxies=(
                 frozenset(p.strip() for p in proxies.split(",") if p.strip())

@@ -1,29 +1,69 @@
-"""The connection pool: the only process-wide state of the app.
+"""The connection pool: the only process-wide state of the app besides its caches.
 
 Built for PgBouncer in transaction pooling: psycopg2 interpolates parameters on the
-client (no server-side prepared statements) and every unit of work is one explicit
-transaction, so no session state outlives a transaction.
+client (no server-side prepared statements) and every unit of work is one transaction,
+so no session state outlives a transaction. The timeouts the database enforces are set
+with SET LOCAL in the transaction's first statement (same round trip), not as startup
+`options`: PgBouncer refuses unknown startup parameters, and a SET LOCAL lives exactly
+as long as the transaction PgBouncer lends us a server connection for.
+
+Bounds (defaults, config.py): a statement runs at most 5 s (statement_timeout), a
+transaction idles at most 10 s (idle_in_transaction_session_timeout), a connection
+attempt waits at most 3 s (connect_timeout), and a peer that stops answering at the
+network level is declared dead after 5 + 3 x 2 = 11 s (TCP keepalives and
+tcp_user_timeout), so a request never waits for the database longer than about 14 s.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
-from stet_api.errors import DatabaseUnavailable
+from stet_api.errors import ApiError, DatabaseTimeout, DatabaseUnavailable, TransactionConflict
+
+if TYPE_CHECKING:
+    from stet_api.config import Settings
 
 T = TypeVar("T")
 Cursor = psycopg2.extensions.cursor
+Connection = psycopg2.extensions.connection
 
-# Errors that mean "this connection (or the server) is gone", as opposed to SQL errors.
-CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+# Errors raised by the driver about the server or the link, as opposed to SQL errors
+# (constraint violations, bad data) which the routes handle or let surface as 500.
+DRIVER_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 psycopg2.extras.register_uuid()
+
+
+class _TimeLimitedCursor(psycopg2.extensions.cursor):
+    """Sends the transaction's SET LOCAL timeouts in front of its first statement."""
+
+    limits = ""
+
+    def execute(self, query: str, vars: Any = None) -> None:
+        prefix, self.limits = self.limits, ""
+        return super().execute(prefix + query, vars)
+
+
+def classify(error: Exception) -> ApiError:
+    """The answer a client gets for a driver error.
+
+    deadlock or serialization failure: 409, retryable (nothing was committed);
+    statement_timeout: 503 DATABASE_TIMEOUT; anything else (connection refused, lost,
+    server shutting down, idle-in-transaction session killed): 503 DATABASE_UNAVAILABLE.
+    """
+    if isinstance(error, psycopg2.errors.TransactionRollbackError):
+        return TransactionConflict()
+    if isinstance(error, psycopg2.errors.QueryCanceled):
+        return DatabaseTimeout()
+    return DatabaseUnavailable()
 
 
 class ConnectionPool:
@@ -33,28 +73,47 @@ class ConnectionPool:
     the first failure retire all of them instead of failing one request per connection.
     """
 
-    def __init__(self, dsn: str, minconn: int, maxconn: int, connect_timeout: int) -> None:
-        self._dsn = dsn
-        self._maxconn = maxconn
-        self._connect_timeout = connect_timeout
-        self._idle: list[tuple[int, psycopg2.extensions.connection]] = []
+    def __init__(self, settings: Settings) -> None:
+        self._dsn = settings.database_url
+        self._maxconn = settings.db_pool_max
+        self._wait_seconds = settings.db_pool_wait_seconds
+        self._connect_timeout = settings.db_connect_timeout_seconds
+        dead_after = settings.db_keepalives_idle_seconds + (
+            settings.db_keepalives_interval_seconds * settings.db_keepalives_count
+        )
+        self._connect_args = {
+            "connect_timeout": settings.db_connect_timeout_seconds,
+            "keepalives": 1,
+            "keepalives_idle": settings.db_keepalives_idle_seconds,
+            "keepalives_interval": settings.db_keepalives_interval_seconds,
+            "keepalives_count": settings.db_keepalives_count,
+            # Unacknowledged data (a query sent into a black hole) gives up as fast.
+            "tcp_user_timeout": dead_after * 1000,
+        }
+        self._limits = (
+            f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms};"
+            f" SET LOCAL idle_in_transaction_session_timeout = {settings.db_idle_in_transaction_timeout_ms};"
+        )
+        self._idle: list[tuple[int, Connection]] = []
         self._in_use = 0
         self._generation = 0
         self._lock = threading.Lock()
         self._slot_free = threading.Condition(self._lock)
-        for _ in range(minconn):
+        for _ in range(settings.db_pool_min):
             try:
                 self._idle.append((0, self._connect()))
-            except CONNECTION_ERRORS:
+            except DRIVER_ERRORS:
                 break  # the database may come up later; connect lazily then
 
-    def _connect(self) -> psycopg2.extensions.connection:
-        return psycopg2.connect(self._dsn, connect_timeout=self._connect_timeout)
+    def _connect(self) -> Connection:
+        return psycopg2.connect(self._dsn, **self._connect_args)
 
-    def acquire(self, timeout: float = 10.0) -> tuple[psycopg2.extensions.connection, bool]:
+    def acquire(self) -> tuple[Connection, bool]:
         """Return (connection, reused); reused is False for a connection opened just now."""
         with self._lock:
-            if not self._slot_free.wait_for(lambda: self._idle or self._in_use < self._maxconn, timeout):
+            if not self._slot_free.wait_for(
+                lambda: self._idle or self._in_use < self._maxconn, self._wait_seconds
+            ):
                 raise DatabaseUnavailable()
             self._in_use += 1
             while self._idle:
@@ -64,18 +123,18 @@ class ConnectionPool:
                 conn.close()
         try:
             return self._connect(), False
-        except CONNECTION_ERRORS:
+        except DRIVER_ERRORS:
             self._return_slot()
             raise
 
-    def release(self, conn: psycopg2.extensions.connection) -> None:
+    def release(self, conn: Connection) -> None:
         with self._lock:
             if not conn.closed:
                 self._idle.append((self._generation, conn))
             self._in_use -= 1
             self._slot_free.notify()
 
-    def discard(self, conn: psycopg2.extensions.connection) -> None:
+    def discard(self, conn: Connection) -> None:
         """Close a broken connection and retire every idle one opened before it broke."""
         conn.close()
         with self._lock:
@@ -94,43 +153,49 @@ class ConnectionPool:
             self._idle.clear()
 
     def run(self, work: Callable[[Cursor], T], single_statement: bool = False) -> T:
-        """Run work(cursor) in one transaction and commit; map a lost database to 503.
+        """Run work(cursor) in one transaction and commit; driver errors become ApiErrors.
 
         single_statement: work issues exactly one statement, which then runs in
-        autocommit (its own implicit transaction), saving the BEGIN and COMMIT round trips.
-        A failure on a reused connection before COMMIT is retried once on a fresh
-        connection: nothing was committed, and the connection may simply be stale.
+        autocommit (one implicit transaction with the SET LOCALs), saving the BEGIN and
+        COMMIT round trips. A connection that was reused and broke at once (a stale one,
+        after a database restart) is retried once on a fresh connection: nothing was
+        committed. One that broke after waiting is not: the server is unreachable now,
+        and a second try would only double the client's wait.
         """
         for attempt in (1, 2):
             try:
                 conn, reused = self.acquire()
-            except CONNECTION_ERRORS:
+            except DRIVER_ERRORS:
                 raise DatabaseUnavailable() from None
+            started = time.monotonic()
             try:
                 conn.autocommit = single_statement
-                with conn.cursor() as cursor:
+                with conn.cursor(cursor_factory=_TimeLimitedCursor) as cursor:
+                    cursor.limits = self._limits
                     result = work(cursor)
-            except CONNECTION_ERRORS:
-                self.discard(conn)
-                if reused and attempt == 1:
-                    continue
-                raise DatabaseUnavailable() from None
-            except BaseException:
-                self._rollback_and_release(conn)
-                raise
-            try:
                 conn.commit()
-            except CONNECTION_ERRORS:
-                self.discard(conn)
-                raise DatabaseUnavailable() from None
+            except DRIVER_ERRORS as error:
+                broken = self._settle(conn)
+                stale = broken and reused and time.monotonic() - started < self._connect_timeout
+                if stale and attempt == 1:
+                    continue
+                raise classify(error) from None
+            except BaseException:
+                self._settle(conn)
+                raise
             self.release(conn)
             return result
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def _rollback_and_release(self, conn: psycopg2.extensions.connection) -> None:
-        try:
-            conn.rollback()
-        except CONNECTION_ERRORS:
-            self.discard(conn)
-            return
-        self.release(conn)
+    def _settle(self, conn: Connection) -> bool:
+        """After a failure: roll back and pool the connection, or discard it; True if broken."""
+        if not conn.closed:
+            try:
+                conn.rollback()
+            except DRIVER_ERRORS:
+                pass
+            else:
+                self.release(conn)
+                return False
+        self.discard(conn)
+        return True

@@ -37,6 +37,18 @@ class DatabaseUnavailable(ApiError):
         super().__init__(503, "DATABASE_UNAVAILABLE", "the database is not reachable; retry shortly")
 
 
+class DatabaseTimeout(ApiError):
+    def __init__(self) -> None:
+        super().__init__(503, "DATABASE_TIMEOUT", "the database did not answer in time; retry shortly")
+
+
+class TransactionConflict(ApiError):
+    """A deadlock or serialization failure: rolled back whole, safe to send again."""
+
+    def __init__(self, message: str = "a concurrent transaction conflicted with this one; retry") -> None:
+        super().__init__(409, "CONFLICT", message, {"retryable": True})
+
+
 def error_body(code: str, message: str, request_id: str, details: dict[str, Any] | None = None) -> dict:
     error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
     if details:

@@ -45,6 +45,14 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.key_lookups = Counter(
+            "stet_api_key_lookups_total",
+            "API key lookups in the database by result (found, unknown), or skipped: an uncached"
+            " key id past the per-process lookup budget, refused without asking the database",
+            ["result"],
+            registry=self.registry,
+        )
+
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()

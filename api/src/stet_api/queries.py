@@ -133,18 +133,22 @@ class ReadScope:
     requester_scopes: list[str]
 
 
-def permitted_facts(cursor: Cursor, scope: ReadScope, field_keys: list[str] | None) -> list[dict[str, Any]]:
+def permitted_facts_json(cursor: Cursor, scope: ReadScope, field_keys: list[str] | None) -> str:
+    """The whole GET /v1/facts body, built by PostgreSQL: no row reaches Python as objects."""
     cursor.execute(
-        "SELECT field_key, value, created_at AS corrected_at, correction_id, "
-        "json_build_object('type', actor_type, 'id', actor_id) AS actor FROM corrections"
+        "SELECT json_build_object("
+        "  'subject', json_build_object('type', %(subject_type)s::text, 'id', %(subject_id)s::text),"
+        "  'facts', COALESCE(json_agg(json_build_object("
+        "    'field_key', field_key, 'value', value, 'corrected_at', created_at,"
+        "    'correction_id', correction_id, 'actor', json_build_object('type', actor_type, 'id', actor_id)"
+        "  ) ORDER BY field_key), '[]'))::text FROM corrections"
         " WHERE tenant_id = %(tenant_id)s AND subject_type = %(subject_type)s"
         "   AND subject_id = %(subject_id)s AND status = 'ACTIVE' AND class = 'FACT'"
         "   AND (%(field_keys)s::text[] IS NULL OR field_key = ANY(%(field_keys)s::text[]))"
-        "   AND stet_may_read(permissions, %(requester_id)s, %(requester_scopes)s::text[])"
-        " ORDER BY field_key",
+        "   AND stet_may_read(permissions, %(requester_id)s, %(requester_scopes)s::text[])",
         {**asdict(scope), "field_keys": field_keys},
     )
-    return _rows(cursor)
+    return cursor.fetchone()[0]
 
 
 def permitted_history(

@@ -13,7 +13,7 @@ from flask import Blueprint, jsonify
 from stet_api import queries
 from stet_api.auth import Caller, authenticate
 from stet_api.db import Cursor
-from stet_api.errors import ApiError, not_found, validation_error
+from stet_api.errors import ApiError, TransactionConflict, not_found, validation_error
 from stet_api.ratelimit import enforce_write_limit
 from stet_api.routes.common import json_body, origin, pool
 from stet_api.validation import check_uuid, correction_request, revoke_request
@@ -44,10 +44,10 @@ def create_correction():
     payload_hash = _payload_hash(body)
     try:
         status, result = pool().run(lambda cursor: _write(cursor, caller, fields, payload_hash))
-    except (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected):
-        # A concurrent write to the same field won; ours rolled back whole.
-        raise ApiError(
-            409, "CONFLICT", "another correction to this field was written concurrently; read and retry"
+    except (psycopg2.errors.UniqueViolation, TransactionConflict):
+        # A concurrent write to the same field won, or deadlocked with ours: ours rolled back whole.
+        raise TransactionConflict(
+            "another correction to this field was written concurrently; read and retry"
         ) from None
     return jsonify(result), status
 

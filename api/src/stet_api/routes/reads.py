@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from stet_api import queries
 from stet_api.auth import authenticate
@@ -31,10 +31,10 @@ def _subject(scope: queries.ReadScope) -> dict[str, str]:
 def facts():
     scope = _read_scope()
     field_keys = csv_list(request.args.get("field_keys"), "field_keys")
-    rows = pool().run(
-        lambda cursor: queries.permitted_facts(cursor, scope, field_keys), single_statement=True
+    body = pool().run(
+        lambda cursor: queries.permitted_facts_json(cursor, scope, field_keys), single_statement=True
     )
-    return jsonify({"subject": _subject(scope), "facts": rows})
+    return Response(body, mimetype="application/json")
 
 
 @bp.get("/v1/history")
