@@ -32,8 +32,8 @@ venv: $(BIN)/.installed ## create .venv with the pinned tool chain
 
 # Debian packages the tests run for real on this machine: PostgreSQL and PgBouncer for
 # the API and module tests, wrk for the benchmarks, the engine, image builder and
-# package cache for the test hosts.
-HOST_PACKAGES := postgresql-15 pgbouncer wrk docker.io debootstrap apt-cacher-ng shellcheck
+# package cache for the test hosts, promtool (in prometheus) for the alert rules' tests.
+HOST_PACKAGES := postgresql-15 pgbouncer wrk docker.io debootstrap apt-cacher-ng shellcheck prometheus
 .PHONY: host-packages
 host-packages: ## install the Debian packages the tests use (root)
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -45,6 +45,16 @@ host-packages: ## install the Debian packages the tests use (root)
 .PHONY: test
 test: venv host-packages ## lint and run every suite (what CI runs)
 	scripts/run-tests
+
+# The API's runtime dependencies pinned with the sha256 of every file each version publishes
+# (pip-tools: its output is a plain requirements file that pip on the controller and on the
+# hosts reads with --require-hashes; no other tool on the hosts). Re-run after editing
+# api/pyproject.toml's dependencies, and to take dependency updates; commit the result.
+.PHONY: api-lock
+api-lock: venv ## regenerate api/requirements.lock (pinned, hashed dependencies of the API release)
+	$(BIN)/pip install -q pip-tools
+	cd api && $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
 
 .PHONY: lint
 lint: venv ## ansible-lint (production profile), yamllint, ruff
@@ -63,7 +73,7 @@ test-collection: venv host-packages ## stet.ops sanity, unit and integration tes
 	scripts/run-tests collection
 
 .PHONY: test-roles
-test-roles: venv ## every role's Ubuntu 24.04 and Debian 12 branches loaded and rendered (no host)
+test-roles: venv host-packages ## every role's OS branches rendered, alert rules unit-tested by promtool (no host)
 	scripts/run-tests roles
 
 .PHONY: molecule
