@@ -46,9 +46,11 @@ class _TimeLimitedCursor(psycopg2.extensions.cursor):
     """Sends the transaction's SET LOCAL timeouts in front of its first statement."""
 
     limits = ""
+    statements = 0
 
     def execute(self, query: str, vars: Any = None) -> None:
         prefix, self.limits = self.limits, ""
+        self.statements += 1
         return super().execute(prefix + query, vars)
 
 
@@ -157,10 +159,11 @@ class ConnectionPool:
 
         single_statement: work issues exactly one statement, which then runs in
         autocommit (one implicit transaction with the SET LOCALs), saving the BEGIN and
-        COMMIT round trips. A connection that was reused and broke at once (a stale one,
-        after a database restart) is retried once on a fresh connection: nothing was
-        committed. One that broke after waiting is not: the server is unreachable now,
-        and a second try would only double the client's wait.
+        COMMIT round trips. A reused connection that broke at once, on its first
+        statement (a stale one, after a database restart), is retried once on a fresh
+        connection: nothing was committed. One that broke later or after waiting is not:
+        the server is unreachable or killed the session, and a second try would only
+        double the client's wait.
         """
         for attempt in (1, 2):
             try:
@@ -168,16 +171,17 @@ class ConnectionPool:
             except DRIVER_ERRORS:
                 raise DatabaseUnavailable() from None
             started = time.monotonic()
+            cursor = conn.cursor(cursor_factory=_TimeLimitedCursor)
             try:
                 conn.autocommit = single_statement
-                with conn.cursor(cursor_factory=_TimeLimitedCursor) as cursor:
-                    cursor.limits = self._limits
-                    result = work(cursor)
+                cursor.limits = self._limits
+                result = work(cursor)
+                cursor.close()
                 conn.commit()
             except DRIVER_ERRORS as error:
                 broken = self._settle(conn)
-                stale = broken and reused and time.monotonic() - started < self._connect_timeout
-                if stale and attempt == 1:
+                failed_at_once = cursor.statements <= 1 and time.monotonic() - started < self._connect_timeout
+                if broken and reused and failed_at_once and attempt == 1:
                     continue
                 raise classify(error) from None
             except BaseException:

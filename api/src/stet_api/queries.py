@@ -7,7 +7,7 @@ may not read never leave the database.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -124,7 +124,10 @@ def revoked_correction(cursor: Cursor, tenant_id: uuid.UUID, correction_id: uuid
 
 @dataclass(frozen=True)
 class ReadScope:
-    """Whose data is read and who is asking: the inputs of the permission rule."""
+    """Whose data is read and who is asking: the inputs of the permission rule.
+
+    Passed to SQL as vars(scope): dataclasses.asdict deep-copies, measurable on the hottest path.
+    """
 
     tenant_id: uuid.UUID
     subject_type: str
@@ -146,7 +149,7 @@ def permitted_facts_json(cursor: Cursor, scope: ReadScope, field_keys: list[str]
         "   AND subject_id = %(subject_id)s AND status = 'ACTIVE' AND class = 'FACT'"
         "   AND (%(field_keys)s::text[] IS NULL OR field_key = ANY(%(field_keys)s::text[]))"
         "   AND stet_may_read(permissions, %(requester_id)s, %(requester_scopes)s::text[])",
-        {**asdict(scope), "field_keys": field_keys},
+        {**vars(scope), "field_keys": field_keys},
     )
     return cursor.fetchone()[0]
 
@@ -163,7 +166,7 @@ def permitted_history(
         "   AND (%(field_key)s::text IS NULL OR field_key = %(field_key)s)"
         "   AND stet_may_read(permissions, %(requester_id)s, %(requester_scopes)s::text[])"
         " ORDER BY created_at DESC, correction_id",
-        {**asdict(scope), "field_key": field_key, "include_revoked": include_revoked},
+        {**vars(scope), "field_key": field_key, "include_revoked": include_revoked},
     )
     return _rows(cursor)
 

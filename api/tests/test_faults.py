@@ -1,0 +1,181 @@
+"""The database misbehaving: deadlocks, locks held too long, the bounds every session gets.
+
+Each fault is provoked for real on the test PostgreSQL from a second connection; the
+API's answer is what a client relies on: 409 with retryable for a conflict it can send
+again, 503 within the stated bound for a database that does not answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from conftest import make_app
+from helpers import connect, correction
+from stet_api.errors import ApiError
+
+
+@pytest.fixture(scope="module")
+def impatient_app(db_url):
+    """Auth off, and a statement bound short enough to wait for in a test."""
+    app = make_app(
+        db_url,
+        STET_AUTH_REQUIRED="false",
+        STET_RATE_LIMIT_WRITES_PER_MINUTE="0",
+        STET_DB_STATEMENT_TIMEOUT_MS="500",
+    )
+    yield app
+    app.extensions["stet_pool"].close()
+
+
+def _post_in_thread(app, body, tenant):
+    answer = {}
+
+    def post():
+        answer["response"] = app.test_client().post(
+            "/v1/corrections", json=body, headers={"X-Tenant-Id": tenant}
+        )
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    return thread, answer
+
+
+def _wait_for_lock_wait(cursor, exclude_pid: int, timeout: float = 5.0) -> None:
+    """Until another backend of this database waits for a lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND pid <> %s",
+            (exclude_pid,),
+        )
+        if cursor.fetchone()[0]:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the API's transaction never waited for the lock")
+
+
+def test_a_deadlock_is_a_retryable_409_and_leaves_nothing(legacy_app, db_url, tenant):
+    client = legacy_app.test_client()
+    first = client.post(
+        "/v1/corrections",
+        json=correction(subject={"type": "user", "id": "dl"}),
+        headers={"X-Tenant-Id": tenant},
+    )
+    assert first.status_code == 201
+    active_id = first.get_json()["correction_id"]
+    body = correction(subject={"type": "user", "id": "dl"}, value="second")
+
+    with connect(db_url, autocommit=False) as other, other.cursor() as cursor:
+        # The other session detects late, so the API's backend is the one PostgreSQL aborts.
+        cursor.execute("SET deadlock_timeout = '10s'")
+        cursor.execute("SELECT pg_backend_pid()")
+        other_pid = cursor.fetchone()[0]
+        # Hold the field's ACTIVE row: the API claims its idempotency key, then waits here.
+        cursor.execute("SELECT 1 FROM corrections WHERE correction_id = %s FOR UPDATE", (active_id,))
+        thread, answer = _post_in_thread(legacy_app, body, tenant)
+        with connect(db_url) as watcher, watcher.cursor() as watch:
+            _wait_for_lock_wait(watch, other_pid)
+        # Now wait for the key the API holds: a cycle, which PostgreSQL breaks after 1 s.
+        cursor.execute(
+            "INSERT INTO idempotency (tenant_id, key, correction_id, payload_hash) VALUES (%s, %s, %s, 'x')",
+            (tenant, body["idempotency_key"], active_id),
+        )
+        thread.join(timeout=15)
+        other.rollback()
+
+    response = answer["response"]
+    assert response.status_code == 409
+    error = response.get_json()["error"]
+    assert error["code"] == "CONFLICT"
+    assert error["details"] == {"retryable": True}
+    # Rolled back whole: the same request, sent again, is a first write.
+    again = client.post("/v1/corrections", json=body, headers={"X-Tenant-Id": tenant})
+    assert again.status_code == 201
+    assert again.get_json()["supersedes"] == active_id
+
+
+def test_a_statement_held_past_its_bound_is_503_and_the_pool_recovers(impatient_app, db_url, tenant):
+    client = impatient_app.test_client()
+    subject = {"type": "user", "id": "slow"}
+    first = client.post("/v1/corrections", json=correction(subject=subject), headers={"X-Tenant-Id": tenant})
+    with connect(db_url, autocommit=False) as other, other.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM corrections WHERE correction_id = %s FOR UPDATE",
+            (first.get_json()["correction_id"],),
+        )
+        started = time.monotonic()
+        blocked = client.post(
+            "/v1/corrections", json=correction(subject=subject), headers={"X-Tenant-Id": tenant}
+        )
+        waited = time.monotonic() - started
+        other.rollback()
+    assert blocked.status_code == 503
+    assert blocked.get_json()["error"]["code"] == "DATABASE_TIMEOUT"
+    assert 0.5 <= waited < 2.0, waited
+    # The connection was rolled back and kept: the next write goes through at once.
+    after = client.post("/v1/corrections", json=correction(subject=subject), headers={"X-Tenant-Id": tenant})
+    assert after.status_code == 201
+
+
+@pytest.mark.parametrize("single_statement", [True, False])
+def test_every_transaction_runs_with_the_configured_bounds(db_url, single_statement):
+    app = make_app(db_url, STET_DB_STATEMENT_TIMEOUT_MS="1234", STET_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS="4321")
+    pool = app.extensions["stet_pool"]
+
+    def settings(cursor):
+        cursor.execute(
+            "SELECT current_setting('statement_timeout'),"
+            " current_setting('idle_in_transaction_session_timeout')"
+        )
+        return cursor.fetchone()
+
+    try:
+        assert pool.run(settings, single_statement=single_statement) == ("1234ms", "4321ms")
+        # SET LOCAL: nothing is left on the session for the next user of the connection.
+        conn, _ = pool.acquire()
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SHOW statement_timeout")
+                assert cursor.fetchone()[0] != "1234ms"
+            conn.rollback()
+        finally:
+            pool.release(conn)
+    finally:
+        pool.close()
+
+
+def test_connections_carry_tcp_keepalives(db_url):
+    app = make_app(db_url, STET_DB_KEEPALIVES_IDLE_SECONDS="7")
+    pool = app.extensions["stet_pool"]
+    conn, _ = pool.acquire()
+    try:
+        parameters = conn.info.dsn_parameters
+        assert parameters["keepalives"] == "1"
+        assert parameters["keepalives_idle"] == "7"
+        assert parameters["tcp_user_timeout"] == str((7 + 2 * 3) * 1000)
+        assert parameters["connect_timeout"] == "3"
+    finally:
+        pool.release(conn)
+        pool.close()
+
+
+def test_an_idle_transaction_is_ended_by_the_server(db_url):
+    """A transaction left open (a worker stuck between statements) loses its session."""
+    app = make_app(db_url, STET_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS="300")
+    pool = app.extensions["stet_pool"]
+
+    def idle_between_statements(cursor):
+        cursor.execute("SELECT 1")
+        time.sleep(0.8)
+        cursor.execute("SELECT 1")
+
+    try:
+        with pytest.raises(ApiError) as raised:
+            pool.run(idle_between_statements)
+        assert (raised.value.status, raised.value.code) == (503, "DATABASE_UNAVAILABLE")
+        assert pool.run(lambda cursor: cursor.execute("SELECT 1") or True, single_statement=True)
+    finally:
+        pool.close()
