@@ -32,8 +32,8 @@ venv: $(BIN)/.installed ## create .venv with the pinned tool chain
 
 # Debian packages the tests run for real on this machine: PostgreSQL and PgBouncer for
 # the API and module tests, wrk for the benchmarks, the engine, image builder and
-# package cache for the test hosts.
-HOST_PACKAGES := postgresql-15 pgbouncer wrk docker.io debootstrap apt-cacher-ng shellcheck
+# package cache for the test hosts, promtool (in prometheus) for the alert rules' tests.
+HOST_PACKAGES := postgresql-15 pgbouncer wrk docker.io debootstrap apt-cacher-ng shellcheck prometheus
 .PHONY: host-packages
 host-packages: ## install the Debian packages the tests use (root)
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -73,7 +73,7 @@ test-collection: venv host-packages ## stet.ops sanity, unit and integration tes
 	scripts/run-tests collection
 
 .PHONY: test-roles
-test-roles: venv ## every role's Ubuntu 24.04 and Debian 12 branches loaded and rendered (no host)
+test-roles: venv host-packages ## every role's OS branches rendered, alert rules unit-tested by promtool (no host)
 	scripts/run-tests roles
 
 .PHONY: molecule

@@ -1,0 +1,65 @@
+"""The alert rules of roles/prometheus, rendered with the role's defaults, pass
+`promtool check rules` and the unit tests in tests/alert_rules/ (`promtool test rules`),
+and every alert the rules define is expected to fire in at least one of those tests.
+
+promtool ships with Debian's `prometheus` package (make host-packages installs it).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+ROOT = Path(__file__).resolve().parents[1]
+ROLE = ROOT / "roles" / "prometheus"
+TESTS = Path(__file__).resolve().parent / "alert_rules"
+PROMTOOL = shutil.which("promtool")
+
+
+def render_rules() -> str:
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    templar = Templar(loader=DataLoader(), variables={**defaults, "ansible_managed": "Ansible managed"})
+    return templar.template(trust_as_template((ROLE / "templates" / "stet.rules.yml.j2").read_text()))
+
+
+@pytest.fixture(scope="module")
+def rules_dir(tmp_path_factory) -> Path:
+    assert PROMTOOL, "promtool is missing: make host-packages (Debian's prometheus package)"
+    directory = tmp_path_factory.mktemp("alert_rules")
+    (directory / "stet.rules.yml").write_text(render_rules())
+    for test in TESTS.glob("*.yml"):
+        shutil.copy(test, directory / test.name)
+    return directory
+
+
+def promtool(*args: str, cwd: Path) -> str:
+    result = subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_the_rendered_rules_are_valid(rules_dir):
+    assert "SUCCESS" in promtool("check", "rules", "stet.rules.yml", cwd=rules_dir)
+
+
+def test_the_unit_tests_pass(rules_dir):
+    tests = sorted(p.name for p in rules_dir.glob("*_test.yml"))
+    assert tests
+    promtool("test", "rules", *tests, cwd=rules_dir)
+
+
+def test_every_alert_is_expected_to_fire_in_a_unit_test(rules_dir):
+    rules = yaml.safe_load((rules_dir / "stet.rules.yml").read_text())
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+    fired = set()
+    for test_file in rules_dir.glob("*_test.yml"):
+        for test in yaml.safe_load(test_file.read_text())["tests"]:
+            fired |= {case["alertname"] for case in test.get("alert_rule_test", []) if case.get("exp_alerts")}
+    assert alerts - fired == set(), "alerts without a firing test"
+    assert fired - alerts == set(), "tests of alerts that do not exist"
