@@ -144,3 +144,28 @@ def test_invalid_heartbeats_are_400(client, headers, body):
 
 def test_system_id_longer_than_limit_is_400(client, headers):
     assert client.put(f"/v1/enforcement/systems/{'s' * 256}", headers=headers).status_code == 400
+
+
+@pytest.mark.parametrize("version", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-02:00"])
+def test_a_version_outside_years_1_to_9999_utc_is_refused_at_the_edge(client, headers, version):
+    response = _beat(client, headers, "gateway", version)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"] == {"field": "enforced_correction_version"}
+
+
+def test_a_bc_era_version_already_stored_does_not_break_status_or_escalation(client, headers, db_url, tenant):
+    assert _beat(client, headers, "ancient").status_code == 201
+    with connect(db_url) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "UPDATE enforcement_heartbeats SET enforced_correction_version = '0001-12-31 23:00:00+00 BC'"
+            " WHERE tenant_id = %s AND system_id = 'ancient'",
+            (tenant,),
+        )
+    status = client.get("/v1/enforcement/status", headers=headers)
+    assert status.status_code == 200
+    (system,) = status.get_json()["systems"]
+    assert system["status"] == "OK"
+    assert system["enforced_correction_version"].endswith(" BC")
+    escalation = client.get("/v1/enforcement/escalation", headers=headers)
+    assert escalation.status_code == 200
+    assert escalation.get_json()["escalation"] == "NONE"

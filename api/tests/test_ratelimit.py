@@ -1,4 +1,4 @@
-"""Write rate limits: counted in PostgreSQL, shared by every worker and host."""
+"""Rate limits per key on writes, heartbeats and reads, shared by every worker and host."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 from conftest import make_app
-from helpers import correction, create_api_key
+from helpers import correction, create_api_key, read_query
 
 LIMIT = 3
 
@@ -72,9 +72,70 @@ def test_without_keys_clients_are_told_apart_by_address(db_url, tenant):
         app.extensions["stet_pool"].close()
 
 
-def test_reads_are_not_limited(limited_apps, db_url, tenant):
+def _away_from_a_window_edge() -> None:
+    """Start where the one-minute window cannot roll over during the test."""
+    into = time.time() % 60
+    if into > 55:
+        time.sleep(60 - into + 0.2)
+
+
+def _facts(app, tenant, token):
+    headers = {"X-Tenant-Id": tenant, "Authorization": f"Bearer {token}"}
+    return app.test_client().get(f"/v1/facts?{read_query()}", headers=headers)
+
+
+def test_reads_are_limited_per_key_and_counted_across_instances(db_url, tenant):
+    apps = [make_app(db_url, STET_RATE_LIMIT_READS_PER_MINUTE=str(LIMIT)) for _ in range(2)]
+    _, token = create_api_key(db_url, tenant)
+    _, other_token = create_api_key(db_url, tenant)
+    try:
+        _away_from_a_window_edge()
+        answers = [_facts(apps[0], tenant, token) for _ in range(LIMIT + 1)]
+        assert [r.status_code for r in answers] == [200] * LIMIT + [429]
+        assert [r.headers["X-RateLimit-Remaining"] for r in answers] == ["2", "1", "0", "0"]
+        assert answers[-1].get_json()["error"]["code"] == "RATE_LIMITED"
+        assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60
+        # Each instance adds its hits to the shared window at most once a second: once both
+        # have synced, the other instance refuses this key too.
+        time.sleep(1.1)
+        assert _facts(apps[0], tenant, token).status_code == 429
+        assert _facts(apps[1], tenant, token).status_code == 429
+        # Another key has its own budget.
+        assert _facts(apps[1], tenant, other_token).status_code == 200
+    finally:
+        for app in apps:
+            app.extensions["stet_pool"].close()
+
+
+def test_heartbeats_have_their_own_budget(db_url, tenant):
+    app = make_app(db_url, STET_RATE_LIMIT_HEARTBEATS_PER_MINUTE="2")
     _, token = create_api_key(db_url, tenant)
     headers = {"X-Tenant-Id": tenant, "Authorization": f"Bearer {token}"}
-    client = limited_apps[0].test_client()
-    statuses = {client.get("/v1/enforcement/systems", headers=headers).status_code for _ in range(LIMIT + 2)}
-    assert statuses == {200}
+    beat = {"system_id": "billing", "enforced_correction_version": "2026-01-01T00:00:00Z"}
+    client = app.test_client()
+    try:
+        _away_from_a_window_edge()
+        statuses = [
+            client.post("/v1/enforcement/heartbeat", json=beat, headers=headers).status_code for _ in range(3)
+        ]
+        assert statuses == [201, 201, 429]
+        # Reads and writes of the same key are not charged for the heartbeats.
+        assert _facts(app, tenant, token).status_code == 200
+        assert client.post("/v1/corrections", json=correction(), headers=headers).status_code == 201
+    finally:
+        app.extensions["stet_pool"].close()
+
+
+def test_every_write_counts_against_the_write_budget(db_url, tenant):
+    app = make_app(db_url, STET_RATE_LIMIT_WRITES_PER_MINUTE="2")
+    _, token = create_api_key(db_url, tenant)
+    headers = {"X-Tenant-Id": tenant, "Authorization": f"Bearer {token}"}
+    client = app.test_client()
+    try:
+        _away_from_a_window_edge()
+        assert client.put("/v1/enforcement/systems/billing", headers=headers).status_code == 201
+        assert client.delete("/v1/enforcement/systems/billing", headers=headers).status_code == 204
+        limited = client.post("/v1/corrections", json=correction(), headers=headers)
+        assert limited.status_code == 429
+    finally:
+        app.extensions["stet_pool"].close()

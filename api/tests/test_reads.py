@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from conftest import make_app
 from helpers import correction, read_query
 
 
@@ -121,3 +122,43 @@ def test_include_revoked_must_be_a_boolean(client, headers):
     response = client.get(f"/v1/history?{read_query(include_revoked='maybe')}", headers=headers)
     assert response.status_code == 400
     assert response.get_json()["error"]["details"] == {"field": "include_revoked"}
+
+
+def _history(client, headers, **extra):
+    return client.get(f"/v1/history?{read_query(subject_id='paged', **extra)}", headers=headers)
+
+
+def test_history_pages_with_a_bounded_size_and_a_cursor(db_url, tenant):
+    app = make_app(db_url, STET_AUTH_REQUIRED="false", STET_HISTORY_PAGE_MAX="3")
+    client = app.test_client()
+    headers = {"X-Tenant-Id": tenant}
+    try:
+        for n in range(7):
+            body = correction(subject={"type": "user", "id": "paged"}, field_key=f"f{n % 2}", value=n)
+            assert client.post("/v1/corrections", json=body, headers=headers).status_code == 201
+        full = _history(client, headers)
+        assert len(full.get_json()["history"]) == 3
+        assert full.get_json()["next_cursor"]
+        seen, cursor = [], None
+        while True:
+            page = _history(client, headers, limit="2", **({"cursor": cursor} if cursor else {})).get_json()
+            assert len(page["history"]) <= 2
+            seen += [row["value"] for row in page["history"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == [6, 5, 4, 3, 2, 1, 0]
+        assert _history(client, headers, limit="4").status_code == 400
+        assert _history(client, headers, limit="0").status_code == 400
+        bad = _history(client, headers, cursor="bm90IGEgY3Vyc29y")
+        assert bad.status_code == 400
+        assert bad.get_json()["error"]["details"] == {"field": "cursor"}
+    finally:
+        app.extensions["stet_pool"].close()
+
+
+def test_facts_and_history_write_the_same_timestamp(client, headers):
+    client.post("/v1/corrections", json=correction(), headers=headers)
+    fact = client.get(f"/v1/facts?{read_query()}", headers=headers).get_json()["facts"][0]
+    (entry,) = client.get(f"/v1/history?{read_query()}", headers=headers).get_json()["history"]
+    assert fact["corrected_at"] == entry["created_at"]

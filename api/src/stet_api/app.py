@@ -19,6 +19,7 @@ from stet_api.db import ConnectionPool
 from stet_api.errors import ApiError, error_body
 from stet_api.jsonutil import IsoJSONProvider
 from stet_api.metrics import Metrics
+from stet_api.ratelimit import SyncedCounter
 from stet_api.routes import corrections, enforcement, ops, reads, systems
 
 ACCESS_LOGGER = "stet_api.access"
@@ -44,6 +45,7 @@ def create_app(config: Settings | dict[str, str] | None = None) -> Flask:
         settings.auth_cache_seconds, settings.auth_unknown_key_lookups_per_second
     )
     app.extensions["stet_metrics"] = Metrics()
+    app.extensions["stet_read_counter"] = SyncedCounter()
     for blueprint in (corrections.bp, reads.bp, enforcement.bp, systems.bp, ops.bp):
         app.register_blueprint(blueprint)
     _install_request_hooks(app)

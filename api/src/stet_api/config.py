@@ -72,7 +72,7 @@ class Settings:
     db_pool_wait_seconds: int = 5
     auth_cache_seconds: int = 10
     auth_unknown_key_lookups_per_second: int = 5
-    rate_limit_reads_per_minute: int = 6000
+    rate_limit_reads_per_minute: int = 60000
     rate_limit_heartbeats_per_minute: int = 600
     history_page_max: int = 100
     max_body_bytes: int = 1024 * 1024
@@ -105,7 +105,7 @@ class Settings:
             auth_unknown_key_lookups_per_second=_int(
                 env, "STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND", 5, minimum=1
             ),
-            rate_limit_reads_per_minute=_int(env, "STET_RATE_LIMIT_READS_PER_MINUTE", 6000),
+            rate_limit_reads_per_minute=_int(env, "STET_RATE_LIMIT_READS_PER_MINUTE", 60000),
             rate_limit_heartbeats_per_minute=_int(env, "STET_RATE_LIMIT_HEARTBEATS_PER_MINUTE", 600),
             history_page_max=_int(env, "STET_HISTORY_PAGE_MAX", 100, minimum=1),
             max_body_bytes=_int(env, "STET_MAX_BODY_BYTES", 1024 * 1024, minimum=1024),

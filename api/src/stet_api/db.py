@@ -42,6 +42,23 @@ DRIVER_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 psycopg2.extras.register_uuid()
 
 
+def _timestamptz(value: str | None, cursor: Cursor) -> Any:
+    """A timestamptz as a datetime, or as PostgreSQL's text when Python cannot hold it.
+
+    Years outside 1..9999 (a BC-era heartbeat version stored before the edge refused
+    them) would otherwise fail every answer that reads the row.
+    """
+    try:
+        return psycopg2.extensions.PYDATETIMETZ(value, cursor)
+    except ValueError:
+        return value
+
+
+psycopg2.extensions.register_type(
+    psycopg2.extensions.new_type(psycopg2.extensions.PYDATETIMETZ.values, "STET_TIMESTAMPTZ", _timestamptz)
+)
+
+
 class _TimeLimitedCursor(psycopg2.extensions.cursor):
     """Sends the transaction's SET LOCAL timeouts in front of its first statement."""
 

@@ -161,9 +161,14 @@ SCHEMAS: dict[str, Any] = {
     },
     "History": {
         "type": "object",
-        "required": ["subject", "history"],
+        "required": ["subject", "history", "next_cursor"],
         "properties": {
             "subject": SUBJECT,
+            "next_cursor": {
+                "type": "string",
+                "nullable": True,
+                "description": "pass as cursor for the next (older) page; null on the last page",
+            },
             "history": {
                 "type": "array",
                 "items": {
@@ -211,7 +216,7 @@ SCHEMAS: dict[str, Any] = {
 
 
 @cache
-def openapi_document() -> dict[str, Any]:
+def openapi_document(history_page_max: int) -> dict[str, Any]:
     system_filter = _param("system_id", "query", False)
     system_path = _param("system_id", "path", True)
     return {
@@ -277,11 +282,21 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/history": {
                 "get": _operation(
-                    "corrections of a subject, newest first",
+                    "corrections of a subject, newest first, one page at a time",
                     {"200": _json(_ref("History"))},
                     _read_params(
                         _param("field_key", "query", False),
                         _param("include_revoked", "query", False, {"type": "boolean"}),
+                        _param(
+                            "limit",
+                            "query",
+                            False,
+                            {"type": "integer", "minimum": 1, "maximum": history_page_max},
+                            "page size (default and largest: the server's STET_HISTORY_PAGE_MAX)",
+                        ),
+                        _param(
+                            "cursor", "query", False, {"type": "string"}, "next_cursor of the previous page"
+                        ),
                     ),
                 )
             },

@@ -137,12 +137,20 @@ class ReadScope:
 
 
 def permitted_facts_json(cursor: Cursor, scope: ReadScope, field_keys: list[str] | None) -> str:
-    """The whole GET /v1/facts body, built by PostgreSQL: no row reaches Python as objects."""
+    """The whole GET /v1/facts body, built by PostgreSQL: no row reaches Python as objects.
+
+    corrected_at is written as Python's isoformat() writes the other endpoints' timestamps:
+    fractional seconds only when there are any, then six digits (%% because the statement
+    goes through psycopg2's parameter interpolation), the offset as +HH:MM.
+    """
     cursor.execute(
         "SELECT json_build_object("
         "  'subject', json_build_object('type', %(subject_type)s::text, 'id', %(subject_id)s::text),"
         "  'facts', COALESCE(json_agg(json_build_object("
-        "    'field_key', field_key, 'value', value, 'corrected_at', created_at,"
+        "    'field_key', field_key, 'value', value,"
+        "    'corrected_at', to_char(created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+        "      || CASE WHEN extract(microseconds FROM created_at)::int %% 1000000 = 0 THEN ''"
+        "         ELSE to_char(created_at, '.US') END || to_char(created_at, 'TZH:TZM'),"
         "    'correction_id', correction_id, 'actor', json_build_object('type', actor_type, 'id', actor_id)"
         "  ) ORDER BY field_key), '[]'))::text FROM corrections"
         " WHERE tenant_id = %(tenant_id)s AND subject_type = %(subject_type)s"
@@ -155,8 +163,14 @@ def permitted_facts_json(cursor: Cursor, scope: ReadScope, field_keys: list[str]
 
 
 def permitted_history(
-    cursor: Cursor, scope: ReadScope, field_key: str | None, include_revoked: bool
+    cursor: Cursor,
+    scope: ReadScope,
+    field_key: str | None,
+    include_revoked: bool,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
 ) -> list[dict[str, Any]]:
+    """One page, newest first; after: the (created_at, correction_id) of the previous page's last row."""
     cursor.execute(
         "SELECT correction_id, field_key, value, class, status, supersedes, created_at, "
         "json_build_object('type', actor_type, 'id', actor_id) AS actor FROM corrections"
@@ -164,9 +178,18 @@ def permitted_history(
         "   AND subject_id = %(subject_id)s"
         "   AND (%(include_revoked)s OR status <> 'REVOKED')"
         "   AND (%(field_key)s::text IS NULL OR field_key = %(field_key)s)"
+        "   AND (%(after_at)s::timestamptz IS NULL OR created_at < %(after_at)s"
+        "        OR (created_at = %(after_at)s AND correction_id > %(after_id)s))"
         "   AND stet_may_read(permissions, %(requester_id)s, %(requester_scopes)s::text[])"
-        " ORDER BY created_at DESC, correction_id",
-        {**vars(scope), "field_key": field_key, "include_revoked": include_revoked},
+        " ORDER BY created_at DESC, correction_id LIMIT %(limit)s",
+        {
+            **vars(scope),
+            "field_key": field_key,
+            "include_revoked": include_revoked,
+            "after_at": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "limit": limit,
+        },
     )
     return _rows(cursor)
 
@@ -248,8 +271,8 @@ def api_key(cursor: Cursor, key_id: uuid.UUID) -> dict[str, Any] | None:
     return _first_row(cursor)
 
 
-def count_write(cursor: Cursor, client: str, window_seconds: int) -> tuple[int, datetime, int]:
-    """Count one write for client in the current fixed window.
+def count_hits(cursor: Cursor, client: str, window_seconds: int, hits: int = 1) -> tuple[int, datetime, int]:
+    """Add hits for client to the current fixed window.
 
     Returns (hits so far, window end, whole seconds until it ends), all on the database
     clock. One upsert shared by every worker and host keeps the count exact.
@@ -257,20 +280,21 @@ def count_write(cursor: Cursor, client: str, window_seconds: int) -> tuple[int, 
     cursor.execute(
         "WITH hit AS ("
         "  INSERT INTO rate_limit_windows AS w (client_key, window_start, hits)"
-        "  VALUES (%(client)s, to_timestamp(floor(extract(epoch FROM now()) / %(window)s) * %(window)s), 1)"
-        "  ON CONFLICT (client_key, window_start) DO UPDATE SET hits = w.hits + 1"
+        "  VALUES (%(client)s,"
+        "    to_timestamp(floor(extract(epoch FROM now()) / %(window)s) * %(window)s), %(hits)s)"
+        "  ON CONFLICT (client_key, window_start) DO UPDATE SET hits = w.hits + excluded.hits"
         "  RETURNING hits, window_start + make_interval(secs => %(window)s) AS window_end)"
         " SELECT hits, window_end, ceil(extract(epoch FROM window_end - now()))::int FROM hit",
-        {"client": client, "window": window_seconds},
+        {"client": client, "window": window_seconds, "hits": hits},
     )
-    hits, window_end, seconds_left = cursor.fetchone()
-    if hits == 1:
-        # First hit of a new window: clear finished windows so the table stays small.
+    total, window_end, seconds_left = cursor.fetchone()
+    if total == hits:
+        # First hits of a new window: clear finished windows so the table stays small.
         cursor.execute(
             "DELETE FROM rate_limit_windows WHERE window_start < %s - make_interval(secs => %s)",
             (window_end, 2 * window_seconds),
         )
-    return hits, window_end, seconds_left
+    return total, window_end, seconds_left
 
 
 def applied_migration_version(cursor: Cursor) -> int | None:

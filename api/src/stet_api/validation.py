@@ -5,10 +5,11 @@ Every rejection is a 400 with the offending field named, never a 500 further in.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from stet_api.errors import ApiError, validation_error
@@ -83,6 +84,11 @@ def check_timestamp(value: Any, field: str) -> datetime:
         raise validation_error(f"{field} must be an ISO 8601 timestamp", field) from None
     if parsed.tzinfo is None:
         raise validation_error(f"{field} must carry a time zone offset (e.g. Z or +00:00)", field)
+    try:
+        # Years 1..9999 in UTC: 0001-01-01T00:00:00+01:00 would be stored in the BC era.
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise validation_error(f"{field} must fall between years 1 and 9999 in UTC", field) from None
     return parsed
 
 
@@ -178,6 +184,33 @@ def query_text(args: Any, name: str, required: bool = True) -> str | None:
             raise validation_error(f"query parameter {name} is required", name)
         return None
     return check_text(value, name)
+
+
+def query_int(args: Any, name: str, minimum: int, maximum: int, default: int) -> int:
+    raw = args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise validation_error(f"{name} must be an integer from {minimum} to {maximum}", name)
+    return int(raw)
+
+
+def history_cursor(raw: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The position a history page ends at, as handed out in next_cursor."""
+    if raw is None:
+        return None
+    try:
+        created_at, _, correction_id = base64.urlsafe_b64decode(raw.encode("ascii")).decode().partition("|")
+        position = datetime.fromisoformat(created_at), uuid.UUID(correction_id)
+    except (ValueError, UnicodeError):
+        raise validation_error("cursor must be a next_cursor from a previous page", "cursor") from None
+    if position[0].tzinfo is None:
+        raise validation_error("cursor must be a next_cursor from a previous page", "cursor")
+    return position
+
+
+def next_history_cursor(created_at: datetime, correction_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{correction_id}".encode()).decode()
 
 
 def query_bool(args: Any, name: str) -> bool:

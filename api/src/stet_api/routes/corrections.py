@@ -97,6 +97,7 @@ def _write(cursor: Cursor, caller: Caller, fields: dict[str, Any], payload_hash:
 @bp.post("/v1/corrections/<correction_id>/revoke")
 def revoke_correction(correction_id: str):
     caller = authenticate()
+    enforce_write_limit(caller)
     target = check_uuid(correction_id, "correction_id")
     fields = revoke_request(json_body())
 

@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify, request
 
 from stet_api import queries
 from stet_api.auth import Caller, authenticate
+from stet_api.ratelimit import enforce_heartbeat_limit, enforce_read_limit
 from stet_api.routes.common import json_body, metrics, origin, pool, settings
 from stet_api.validation import heartbeat_request, query_text
 
@@ -18,6 +19,7 @@ bp = Blueprint("enforcement", __name__)
 @bp.post("/v1/enforcement/heartbeat")
 def heartbeat():
     caller = authenticate()
+    enforce_heartbeat_limit(caller)
     fields = heartbeat_request(json_body())
     stored = pool().run(
         lambda cursor: queries.insert_heartbeat(
@@ -57,6 +59,7 @@ def _evaluate(caller: Caller) -> tuple[datetime, list[dict[str, Any]]]:
 @bp.get("/v1/enforcement/status")
 def status():
     caller = authenticate()
+    enforce_read_limit(caller)
     evaluated_at, systems = _evaluate(caller)
     config = settings()
     return jsonify(
@@ -72,6 +75,7 @@ def status():
 @bp.get("/v1/enforcement/escalation")
 def escalation():
     caller = authenticate()
+    enforce_read_limit(caller)
     evaluated_at, systems = _evaluate(caller)
     counts = {state: sum(1 for s in systems if s["status"] == state) for state in ("OK", "STALE", "MISSING")}
     level = "CRITICAL" if counts["MISSING"] else "WARN" if counts["STALE"] else "NONE"

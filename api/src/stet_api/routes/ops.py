@@ -9,7 +9,7 @@ from stet_api.errors import ApiError, error_body
 from stet_api.metrics import CONTENT_TYPE
 from stet_api.migrations_bundle import expected_version
 from stet_api.openapi import openapi_document
-from stet_api.routes.common import metrics, pool
+from stet_api.routes.common import metrics, pool, settings
 
 bp = Blueprint("ops", __name__)
 
@@ -55,4 +55,4 @@ def prometheus_metrics():
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(openapi_document())
+    return jsonify(openapi_document(settings().history_page_max))

@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify
 from stet_api import queries
 from stet_api.auth import authenticate
 from stet_api.errors import not_found
+from stet_api.ratelimit import enforce_read_limit, enforce_write_limit
 from stet_api.routes.common import pool
 from stet_api.validation import check_text
 
@@ -16,6 +17,7 @@ bp = Blueprint("systems", __name__)
 @bp.get("/v1/enforcement/systems")
 def list_systems():
     caller = authenticate()
+    enforce_read_limit(caller)
     rows = pool().run(lambda cursor: queries.expected_systems(cursor, caller.tenant_id))
     return jsonify({"systems": rows})
 
@@ -23,6 +25,7 @@ def list_systems():
 @bp.put("/v1/enforcement/systems/<system_id>")
 def expect_system(system_id: str):
     caller = authenticate()
+    enforce_write_limit(caller)
     system_id = check_text(system_id, "system_id")
     created = pool().run(lambda cursor: queries.add_expected_system(cursor, caller.tenant_id, system_id))
     return jsonify({"system_id": system_id, "expected": True}), 201 if created else 200
@@ -31,6 +34,7 @@ def expect_system(system_id: str):
 @bp.delete("/v1/enforcement/systems/<system_id>")
 def forget_system(system_id: str):
     caller = authenticate()
+    enforce_write_limit(caller)
     system_id = check_text(system_id, "system_id")
     if not pool().run(lambda cursor: queries.remove_expected_system(cursor, caller.tenant_id, system_id)):
         raise not_found("this system is not registered as expected for this tenant")
