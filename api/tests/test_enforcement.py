@@ -94,6 +94,32 @@ def test_escalation_levels(client, headers, db_url, tenant):
     }
 
 
+def _level_gauge(client, tenant):
+    for line in client.get("/metrics").get_data(as_text=True).splitlines():
+        if line.startswith(f'stet_escalation_level{{tenant_id="{tenant}"}} '):
+            return float(line.split()[-1])
+    return None
+
+
+def test_the_tenant_level_is_a_gauge_set_by_unfiltered_evaluations(client, headers, db_url, tenant):
+    _beat(client, headers, "a")
+    client.get("/v1/enforcement/escalation", headers=headers)
+    assert _level_gauge(client, tenant) == 0
+    client.put("/v1/enforcement/systems/never-reported", headers=headers)
+    client.get("/v1/enforcement/status", headers=headers)
+    assert _level_gauge(client, tenant) == 2
+    # A read about one system says nothing about the tenant's fleet: the gauge stays.
+    assert (
+        client.get("/v1/enforcement/escalation?system_id=a", headers=headers).get_json()["escalation"]
+        == "NONE"
+    )
+    assert _level_gauge(client, tenant) == 2
+    client.delete("/v1/enforcement/systems/never-reported", headers=headers)
+    _age_heartbeats(db_url, tenant, "a", 3600)
+    client.get("/v1/enforcement/escalation", headers=headers)
+    assert _level_gauge(client, tenant) == 1
+
+
 def test_escalation_for_one_named_system(client, headers):
     _beat(client, headers, "a")
     assert (

@@ -118,6 +118,30 @@ def test_metrics_add_up_across_workers(server):
     assert after - before == 40
 
 
+def test_the_escalation_gauge_is_the_latest_evaluation_across_workers(server):
+    tenant = str(uuid.uuid4())
+    headers = {"X-Tenant-Id": tenant}
+    sample = f'stet_escalation_level{{tenant_id="{tenant}"}}'
+    assert (
+        requests.put(f"{server}/v1/enforcement/systems/silent", headers=headers, timeout=5).status_code == 201
+    )
+    for _ in range(10):  # both workers evaluate CRITICAL
+        requests.get(f"{server}/v1/enforcement/escalation", headers=headers, timeout=5)
+    assert _metric(requests.get(f"{server}/metrics", timeout=5).text, sample) == 2
+    assert (
+        requests.delete(f"{server}/v1/enforcement/systems/silent", headers=headers, timeout=5).status_code
+        == 204
+    )
+    # One evaluation, by whichever worker: its sample is the newest, so it is the value.
+    requests.get(f"{server}/v1/enforcement/escalation", headers=headers, timeout=5)
+    samples = [
+        line
+        for line in requests.get(f"{server}/metrics", timeout=5).text.splitlines()
+        if line.startswith(sample)
+    ]
+    assert samples == [f"{sample} 0.0"]
+
+
 def test_service_survives_a_database_restart_without_being_restarted(server):
     tenant = str(uuid.uuid4())
     assert _facts(server, tenant).status_code == 200

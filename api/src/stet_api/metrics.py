@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -45,6 +45,16 @@ class Metrics:
             registry=self.registry,
         )
 
+        # The latest evaluation of the tenant's whole fleet, whichever worker answered it
+        # (mostrecent: with several workers the freshest sample wins, not a sum).
+        self.escalation_level = Gauge(
+            "stet_escalation_level",
+            "Escalation level of the tenant at its latest unfiltered status or escalation read:"
+            " 0 NONE, 1 WARN (a system STALE), 2 CRITICAL (a system MISSING)",
+            ["tenant_id"],
+            multiprocess_mode="mostrecent",
+            registry=self.registry,
+        )
         self.key_lookups = Counter(
             "stet_api_key_lookups_total",
             "API key lookups in the database by result (found, unknown), or skipped: an uncached"

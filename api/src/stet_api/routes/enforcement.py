@@ -36,7 +36,16 @@ def _system_status(row: dict[str, Any], evaluated_at: datetime, allowed_age: tim
     return "OK" if evaluated_at - row["reported_at"] <= allowed_age else "STALE"
 
 
+LEVELS = ("NONE", "WARN", "CRITICAL")
+
+
+def _level(systems: list[dict[str, Any]]) -> str:
+    states = {s["status"] for s in systems}
+    return "CRITICAL" if "MISSING" in states else "WARN" if "STALE" in states else "NONE"
+
+
 def _evaluate(caller: Caller) -> tuple[datetime, list[dict[str, Any]]]:
+    """Every system's status; an unfiltered evaluation also sets the tenant's level gauge."""
     system_id = query_text(request.args, "system_id", required=False)
     rows = pool().run(
         lambda cursor: queries.system_heartbeats(cursor, caller.tenant_id, system_id), single_statement=True
@@ -53,6 +62,8 @@ def _evaluate(caller: Caller) -> tuple[datetime, list[dict[str, Any]]]:
         }
         for row in rows
     ]
+    if system_id is None:
+        metrics().escalation_level.labels(str(caller.tenant_id)).set(LEVELS.index(_level(systems)))
     return evaluated_at, systems
 
 
@@ -78,7 +89,7 @@ def escalation():
     enforce_read_limit(caller)
     evaluated_at, systems = _evaluate(caller)
     counts = {state: sum(1 for s in systems if s["status"] == state) for state in ("OK", "STALE", "MISSING")}
-    level = "CRITICAL" if counts["MISSING"] else "WARN" if counts["STALE"] else "NONE"
+    level = _level(systems)
     metrics().escalations.labels(level).inc()
     return jsonify(
         {
