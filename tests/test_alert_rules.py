@@ -7,6 +7,7 @@ promtool ships with Debian's `prometheus` package (make host-packages installs i
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -63,3 +64,21 @@ def test_every_alert_is_expected_to_fire_in_a_unit_test(rules_dir):
             fired |= {case["alertname"] for case in test.get("alert_rule_test", []) if case.get("exp_alerts")}
     assert alerts - fired == set(), "alerts without a firing test"
     assert fired - alerts == set(), "tests of alerts that do not exist"
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path):
+    """docs/grafana-stet.json: each panel's query parses (as a recording rule checked by promtool)."""
+    dashboard = json.loads((ROOT / "docs" / "grafana-stet.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert len(expressions) >= 12
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [{"record": f"q{n}", "expr": e} for n, e in enumerate(expressions)],
+            }
+        ]
+    }
+    (tmp_path / "dashboard.rules.yml").write_text(yaml.safe_dump(rules))
+    assert PROMTOOL, "promtool is missing: make host-packages (Debian's prometheus package)"
+    promtool("check", "rules", "dashboard.rules.yml", cwd=tmp_path)

@@ -78,3 +78,17 @@ def local_request(
         command += f' -H "Authorization: Bearer $(cat {token_file})"'
     text, _, status = run_ok(API_HOST, command).rpartition("\n")
     return int(status), text
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The alerting test's expected-vs-delivered table (tests/alerts.py), when it ran."""
+    alerts = sys.modules.get("alerts")
+    if not alerts or not alerts.DELIVERIES:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("alerts: expected vs delivered (seconds after the failure / the repair)")
+    write(f"{'failure':34} {'expected alert':70} {'budget':>6} {'fired':>6} {'resolved':>8}")
+    for d in alerts.DELIVERIES:
+        fired = f"{d.fired_after:.1f}" if d.fired_after is not None else "NEVER"
+        resolved = f"{d.resolved_after:.1f}" if d.resolved_after is not None else "NEVER"
+        write(f"{d.failure:34} {d.alert:70} {d.budget:>6.0f} {fired:>6} {resolved:>8}")

@@ -1,84 +1,15 @@
-"""The monitoring role on the pilot: the health-check job alerts once through a signed
-webhook and tells the recovery once, exporters answer on the private address only, the
-jobs' logs rotate. Last of the pilot's tests: its stale heartbeats stay in the monitoring
-tenant (the go-live check, which reads that tenant, has run before)."""
+"""Monitoring on the pilot: exporters answer on the private address only, Prometheus scrapes
+every target that exists (each API instance included) and keeps its UI and Alertmanager's on
+the private address, the health-check job is timed, the jobs' logs rotate. Delivery of the
+alerts is proven by test_6_alerting."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import time
-from datetime import UTC, datetime
 
 import pytest
-import yaml
-from conftest import API_HOST, DB_HOST, MONITORING_TENANT, REPO, SECRETS, host, local_request, run_ok
-
-RECEIVED = "/var/lib/webhook-receiver/received.jsonl"
-TOKEN = f"{SECRETS}/health-check.token"
-SYSTEM = "probe-enforcer"
-# stet_api_heartbeat_interval_seconds 5 (molecule/pilot/host_vars) x grace 2: stale after
-# 10 s; the recovery checks below must finish within that window, even on a loaded machine.
-STALE_AFTER_SECONDS = 10
-ENVIRONMENT = yaml.safe_load((REPO / "inventories/pilot/group_vars/all.yml").read_text())["stet_env"]
-API = "http://127.0.0.1:8000/v1/enforcement"
-
-
-def heartbeat() -> None:
-    body = {"system_id": SYSTEM, "enforced_correction_version": datetime.now(UTC).isoformat()}
-    status, text = local_request("POST", f"{API}/heartbeat", TOKEN, MONITORING_TENANT, body)
-    assert status == 201, text
-
-
-def run_check() -> None:
-    run_ok(API_HOST, "systemctl start stet-health-check.service")
-
-
-def alerts() -> list[dict]:
-    received = host(API_HOST).file(RECEIVED)
-    text = received.content_string if received.exists else ""
-    return [json.loads(line) for line in text.splitlines()]
-
-
-def signed_payload(alert: dict) -> dict:
-    """The alert's JSON, once its HMAC signature matches the secret the role was given."""
-    secret = run_ok(API_HOST, f"cat {SECRETS}/alert_webhook_secret").strip().encode()
-    expected = "sha256=" + hmac.new(secret, alert["body"].encode(), hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(alert["headers"]["X-Stet-Signature-256"], expected)
-    return json.loads(alert["body"])
-
-
-@pytest.fixture
-def expected_system():
-    """An enforcement system the monitoring tenant expects, removed afterwards."""
-    assert local_request("PUT", f"{API}/systems/{SYSTEM}", TOKEN, MONITORING_TENANT)[0] in (200, 201)
-    yield SYSTEM
-    assert local_request("DELETE", f"{API}/systems/{SYSTEM}", TOKEN, MONITORING_TENANT)[0] == 204
-
-
-def test_stale_heartbeat_alerts_once_and_recovery_is_told_once(expected_system):
-    heartbeat()
-    run_check()  # settles on OK (a recovery if an earlier run had alerted)
-    before = len(alerts())
-
-    time.sleep(STALE_AFTER_SECONDS + 2)
-    run_check()
-    run_check()  # same incident: no second alert
-    new = alerts()[before:]
-    assert len(new) == 1, new
-    payload = signed_payload(new[0])
-    assert payload["state"] == "WARN"
-    assert f"{SYSTEM} STALE" in payload["text"]
-
-    heartbeat()
-    run_check()
-    run_check()
-    new = alerts()[before:]
-    assert len(new) == 2, new
-    payload = signed_payload(new[1])
-    assert payload["state"] == "OK"
-    assert payload["text"].startswith(f"[STET {ENVIRONMENT} {API_HOST}] RECOVERED from WARN")
+from alerts import monitor_url, prometheus_values
+from conftest import API_HOST, DB_HOST, host, run_ok
 
 
 def test_timer_runs_the_job_every_five_minutes():
@@ -97,6 +28,9 @@ def private_address(name: str) -> str:
         (API_HOST, 9100, "node_exporter_build_info"),
         (DB_HOST, 9100, "node_exporter_build_info"),
         (DB_HOST, 9187, "pg_up 1"),
+        (DB_HOST, 9187, "stet_pg_replica_replay_lag_seconds 0"),
+        (DB_HOST, 9127, 'pgbouncer_waiting_clients{database="stet"'),
+        (API_HOST, 9113, "nginx_up 1"),
     ],
 )
 def test_exporters_answer_on_the_private_address_only(target, port, metric):
@@ -114,3 +48,44 @@ def test_logrotate_rotates_the_jobs_logs():
     run_ok(API_HOST, "logrotate --force /etc/logrotate.d/stet")
     assert host(API_HOST).file("/var/log/stet/rotation-probe.log.1").content_string == "rotate me\n"
     assert host(API_HOST).file("/var/log/stet/rotation-probe.log").size == 0
+
+
+EXPECTED_JOBS = {
+    "node": 3,  # every pilot host, the ACME test host included
+    "postgres": 1,
+    "pgbouncer": 1,
+    "nginx": 1,
+    "stet_api": 2,  # each instance on its own port
+    "blackbox_https": 1,
+    "prometheus": 1,
+    "alertmanager": 1,
+}
+
+
+def test_prometheus_scrapes_every_target_that_exists():
+    answer = json.loads(run_ok(API_HOST, f"curl -sf --max-time 10 {monitor_url(9090)}/api/v1/targets"))
+    targets = answer["data"]["activeTargets"]
+    jobs = {job: sum(t["labels"]["job"] == job for t in targets) for job in EXPECTED_JOBS}
+    assert jobs == EXPECTED_JOBS
+    down = {t["scrapeUrl"]: t["lastError"] for t in targets if t["health"] != "up"}
+    assert down == {}
+    # The API's own metrics arrive from both instances.
+    assert len(prometheus_values("stet_request_duration_seconds_count")) >= 2
+
+
+@pytest.mark.parametrize(
+    ("port", "unit"),
+    [(9090, "prometheus"), (9093, "prometheus-alertmanager"), (9115, "prometheus-blackbox-exporter")],
+)
+def test_the_monitoring_uis_listen_on_the_private_address_only(port, unit):
+    address = run_ok(API_HOST, "hostname -i").split()[0]
+    assert run_ok(API_HOST, f"ss -ltnH 'sport = :{port}'").split()[3] == f"{address}:{port}"
+    assert run_ok(API_HOST, f"systemctl is-active {unit}").strip() == "active"
+    # Alertmanager's cluster port stays closed.
+    assert run_ok(API_HOST, "ss -ltnH 'sport = :9094'").strip() == ""
+
+
+def test_prometheus_storage_is_bounded():
+    flags = json.loads(run_ok(API_HOST, f"curl -sf {monitor_url(9090)}/api/v1/status/flags"))["data"]
+    assert flags["storage.tsdb.retention.time"] == "30d"
+    assert flags["storage.tsdb.retention.size"] == "10GB"

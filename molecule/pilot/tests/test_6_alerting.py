@@ -1,0 +1,220 @@
+"""Alerts reach a person: six failures induced on the pilot, each must arrive at the webhook
+receiver through Prometheus and Alertmanager (the one path), carrying the shared secret,
+within its for: plus two scrape intervals, and its resolution must follow the repair.
+The expected-vs-delivered table is printed at the end of the session (conftest).
+Last of the pilot's tests: it stops and starts PostgreSQL and an API instance."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from alerts import (
+    DELIVERIES,
+    FOR_SECONDS,
+    GROUP_INTERVAL_SECONDS,
+    SCRAPE_SECONDS,
+    Delivery,
+    firing_now,
+    prometheus_values,
+    wait_for,
+)
+from conftest import API_HOST, DB_HOST, MONITORING_TENANT, SECRETS, host, local_request, run_ok
+
+# Prometheus' alert: for: then two scrapes. The health-check job's own alert has no for:.
+BUDGET = FOR_SECONDS + 2 * SCRAPE_SECONDS
+JOB_BUDGET = 2 * SCRAPE_SECONDS
+# Resolution: the next scrape, rule evaluation and Alertmanager's group interval, twice over.
+RESOLVE_BUDGET = 2 * (SCRAPE_SECONDS + GROUP_INTERVAL_SECONDS) + 5
+TOKEN = f"{SECRETS}/health-check.token"
+API = "http://127.0.0.1:8000/v1/enforcement"
+SYSTEM = "alerting-probe"
+STALE_AFTER_SECONDS = 10  # stet_api_heartbeat_interval_seconds 5 x grace 2
+
+
+def private_address(name: str) -> str:
+    return run_ok(name, "ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1").strip()
+
+
+def sh(name: str, command: str) -> str:
+    return run_ok(name, f"bash -c {shlex.quote(command)}")
+
+
+Expected = tuple[str, dict, float]  # alertname, labels it must carry, seconds it may take
+
+
+def prove(failure: str, expected: list[Expected], induce: Callable, repair: Callable):
+    """Induces the failure, waits for each expected alert's firing notification, repairs,
+    waits for each one's resolved notification."""
+    deliveries = []
+    for alertname, labels, budget in expected:
+        assert not firing_now(alertname, labels), f"{alertname} {labels} fires before the failure"
+        deliveries.append(Delivery(failure, f"{alertname} {json.dumps(labels)}", budget))
+    DELIVERIES.extend(deliveries)
+    started = induce() or time.time()
+    try:
+        for (alertname, labels, budget), delivery in zip(expected, deliveries, strict=True):
+            delivery.fired_after = wait_for(alertname, "firing", labels, started, timeout=budget + 60)
+    finally:
+        repair()
+    repaired = time.time()
+    for (alertname, labels, _), delivery in zip(expected, deliveries, strict=True):
+        delivery.resolved_after = wait_for(
+            alertname, "resolved", labels, repaired, timeout=RESOLVE_BUDGET + 60
+        )
+    for delivery in deliveries:
+        assert delivery.fired_after is not None, f"{delivery.alert} never arrived"
+        assert delivery.fired_after <= delivery.budget, (
+            f"{delivery.alert} arrived after {delivery.fired_after:.1f} s"
+        )
+        assert delivery.resolved_after is not None, f"{delivery.alert}: no resolved notification"
+        assert delivery.resolved_after <= RESOLVE_BUDGET, (
+            f"{delivery.alert} resolved after {delivery.resolved_after:.1f} s"
+        )
+
+
+def test_a_stopped_api_instance():
+    prove(
+        "stop stet-api@8001",
+        [("StetApiInstanceDown", {"instance": f"{private_address(API_HOST)}:8001"}, BUDGET)],
+        lambda: run_ok(API_HOST, "systemctl stop stet-api@8001") and None,
+        lambda: run_ok(API_HOST, "systemctl start stet-api@8001"),
+    )
+
+
+def test_a_stopped_database():
+    prove(
+        "stop PostgreSQL",
+        [("PostgreSQLDown", {"host": DB_HOST}, BUDGET)],
+        lambda: run_ok(DB_HOST, "systemctl stop postgresql@15-main") and None,
+        lambda: run_ok(DB_HOST, "systemctl start postgresql@15-main"),
+    )
+
+
+DISK = "/mnt/stet-disk-test"
+
+
+def test_a_full_disk():
+    def induce():
+        sh(DB_HOST, f"mkdir -p {DISK} && mount -t tmpfs -o size=8m tmpfs {DISK}")
+        host(DB_HOST).run(f"dd if=/dev/zero of={DISK}/fill bs=1M count=16")  # stops when full
+        assert "100%" in sh(DB_HOST, f"df --output=pcent {DISK}")
+
+    try:
+        prove(
+            "fill an 8 MB tmpfs",
+            "DiskAlmostFull",
+            {"host": DB_HOST, "mountpoint": DISK},
+            induce,
+            lambda: run_ok(DB_HOST, f"rm -f {DISK}/fill"),
+        )
+    finally:
+        host(DB_HOST).run(f"umount {DISK}")
+
+
+BACKUPS = "/var/backups/stet"
+
+
+def test_a_failed_backup():
+    def induce():
+        # The dump meets a full disk: a one-page tmpfs over the backup directory.
+        sh(DB_HOST, f"mount -t tmpfs -o size=4k tmpfs {BACKUPS}")
+        assert host(DB_HOST).run("/opt/stet/scripts/backup-database.sh").rc == 4
+
+    def repair():
+        run_ok(DB_HOST, f"umount {BACKUPS}")
+        run_ok(DB_HOST, "/opt/stet/scripts/backup-database.sh")
+
+    try:
+        prove(
+            "backup onto a full disk",
+            [("StetBackupFailed", {"host": DB_HOST, "task": "backup"}, BUDGET)],
+            induce,
+            repair,
+        )
+    finally:
+        if f" {BACKUPS} " in run_ok(DB_HOST, "cat /proc/mounts"):
+            run_ok(DB_HOST, f"umount {BACKUPS}")
+
+
+def heartbeat() -> None:
+    body = {"system_id": SYSTEM, "enforced_correction_version": datetime.now(UTC).isoformat()}
+    status, text = local_request("POST", f"{API}/heartbeat", TOKEN, MONITORING_TENANT, body)
+    assert status == 201, text
+
+
+def test_stale_heartbeats_through_the_health_check_job():
+    assert local_request("PUT", f"{API}/systems/{SYSTEM}", TOKEN, MONITORING_TENANT)[0] in (200, 201)
+    heartbeat()
+    # Every instance's escalation gauge of the tenant starts from this fresh NONE (earlier
+    # tests read other levels through nginx), and the job settles on OK.
+    for port in (8000, 8001):
+        url = f"http://127.0.0.1:{port}/v1/enforcement/escalation"
+        status, text = local_request("GET", url, TOKEN, MONITORING_TENANT)
+        assert status == 200 and json.loads(text)["escalation"] == "NONE", text
+    run_ok(API_HOST, "systemctl start stet-health-check.service")
+
+    def induce():
+        time.sleep(STALE_AFTER_SECONDS + 2)
+        started = time.time()
+        run_ok(API_HOST, "systemctl start stet-health-check.service")
+        return started
+
+    def repair():
+        heartbeat()
+        run_ok(API_HOST, "systemctl start stet-health-check.service")
+
+    expected = [
+        # the health-check job's own alert, posted to Alertmanager by the run that reads WARN
+        ("StetHealthCheck", {"host": API_HOST, "state": "WARN"}, JOB_BUDGET),
+        # Prometheus' alert from the gauge that read set on the instance it asked
+        ("StetTenantEscalationWarn", {"tenant_id": MONITORING_TENANT}, BUDGET),
+    ]
+    try:
+        prove("heartbeats stop", expected, induce, repair)
+    finally:
+        assert local_request("DELETE", f"{API}/systems/{SYSTEM}", TOKEN, MONITORING_TENANT)[0] == 204
+
+
+CERT_DIR = "/root/stet-short-cert"
+PROBE_CA = "/usr/local/share/stet-test/probe-ca.pem"
+
+
+def nginx_setting(name: str) -> str:
+    config = run_ok(API_HOST, "nginx -T 2>/dev/null").splitlines()
+    return next(line.split()[1].rstrip(";") for line in config if line.split()[:1] == [name])
+
+
+def test_a_certificate_about_to_expire():
+    assert prometheus_values('probe_success{job="blackbox_https"}') == ["1"], "the public probe fails already"
+    certificate, key = nginx_setting("ssl_certificate"), nginx_setting("ssl_certificate_key")
+
+    def induce():
+        # A certificate valid 5 days (threshold: 14), from a CA the probes are told to trust.
+        sh(
+            API_HOST,
+            f"""set -e; mkdir -p {CERT_DIR}; cd {CERT_DIR}
+            openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30 \\
+                -subj '/CN=STET alerting test CA' 2>/dev/null
+            openssl req -newkey rsa:2048 -nodes -keyout leaf.key -out leaf.csr \\
+                -subj '/CN={API_HOST}' 2>/dev/null
+            printf 'subjectAltName=DNS:{API_HOST}\\n' > ext
+            openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 5 -extfile ext \\
+                -out leaf.pem 2>/dev/null
+            cp {PROBE_CA} probe-ca.orig; cat ca.pem >> {PROBE_CA}
+            mount --bind leaf.pem {certificate}; mount --bind leaf.key {key}; systemctl reload nginx""",
+        )
+
+    def repair():
+        sh(
+            API_HOST,
+            f"umount {certificate} {key}; cp {CERT_DIR}/probe-ca.orig {PROBE_CA}; systemctl reload nginx",
+        )
+
+    labels = {"instance": f"https://{API_HOST}/health"}
+    prove(
+        "serve a certificate valid 5 days", [("TLSCertificateExpiringSoon", labels, BUDGET)], induce, repair
+    )
