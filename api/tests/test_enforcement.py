@@ -195,3 +195,10 @@ def test_a_bc_era_version_already_stored_does_not_break_status_or_escalation(cli
     escalation = client.get("/v1/enforcement/escalation", headers=headers)
     assert escalation.status_code == 200
     assert escalation.get_json()["escalation"] == "NONE"
+
+
+def test_an_offset_postgresql_cannot_store_is_handed_on_in_utc(client, headers):
+    """Found by the schemathesis run: +16:00 is valid ISO 8601 but past PostgreSQL's ±15:59."""
+    response = _beat(client, headers, "far-east", "2000-01-01T00:00:00+16:00")
+    assert response.status_code == 201
+    assert response.get_json()["enforced_correction_version"] == "1999-12-31T08:00:00+00:00"

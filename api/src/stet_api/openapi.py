@@ -1,23 +1,32 @@
-"""The OpenAPI 3.0 document the app serves at /openapi.json (and schemathesis tests against)."""
+"""The OpenAPI 3.0 document the app serves at /openapi.json (and schemathesis tests against).
+
+Requests are not described here: their bodies and parameters are the models of
+validation.py, which also check them, so a limit is written once. Responses are
+described here; the schemathesis run checks every answer against them.
+"""
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
 
+from stet_api import validation as v
 from stet_api.migrations_bundle import expected_version
 
-TEXT = {"type": "string", "minLength": 1, "maxLength": 255}
-UUID = {"type": "string", "format": "uuid"}
+STRING = {"type": "string"}
+UUID = v.Uuid().schema()
+NULLABLE_UUID = v.Uuid(nullable=True).schema()
 TIMESTAMP = {"type": "string", "format": "date-time"}
-ACTOR = {
+NULLABLE_TIMESTAMP = {**TIMESTAMP, "nullable": True}
+# What the API answers with: stored values, not bounded like requests.
+ACTOR_OUT = {
     "type": "object",
-    "additionalProperties": False,
     "required": ["type", "id"],
-    "properties": {"type": TEXT, "id": TEXT},
+    "properties": {"type": STRING, "id": STRING},
 }
-SUBJECT = ACTOR
-TEXT_LIST = {"type": "array", "items": TEXT, "maxItems": 1000}
+SUBJECT_OUT = ACTOR_OUT
+CLASS = v.Choice(v.CORRECTION_CLASSES).schema()
+COMMON_ERRORS = (400, 401, 403, 409, 429, 503)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -32,30 +41,17 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): {"$ref": "#/components/responses/Error"} for status in statuses}
 
 
-def _param(
-    name: str, location: str, required: bool, schema: dict | None = None, description: str = ""
-) -> dict:
-    return {
-        "name": name,
-        "in": location,
-        "required": required,
-        "schema": schema or TEXT,
-        "description": description,
-    }
-
-
-TENANT = {"$ref": "#/components/parameters/TenantId"}
-SECURITY = [{"bearer": []}, {"apiKey": []}]
-COMMON_ERRORS = (400, 401, 403, 503)
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": "object", "required": list(required), "properties": {**required, **(optional or {})}}
 
 
 def _operation(
-    summary: str, responses: dict, parameters: list | None = None, body: str | None = None
+    summary: str, responses: dict, parameters: tuple[v.Param, ...] = (), body: str | None = None
 ) -> dict:
     operation: dict[str, Any] = {
         "summary": summary,
-        "parameters": [TENANT, *(parameters or [])],
-        "security": SECURITY,
+        "parameters": [{"$ref": "#/components/parameters/TenantId"}, *(p.openapi() for p in parameters)],
+        "security": [{"bearer": []}, {"apiKey": []}],
         "responses": {**responses, **_errors(*COMMON_ERRORS)},
     }
     if body:
@@ -64,161 +60,125 @@ def _operation(
     return operation
 
 
-def _read_params(*extra: dict) -> list[dict]:
-    return [
-        _param("subject_type", "query", True),
-        _param("subject_id", "query", True),
-        _param("requester_id", "query", True),
-        _param("requester_scopes", "query", False, {"type": "string"}, "comma-separated scopes"),
-        *extra,
-    ]
-
-
+READ_PARAMS = (v.SUBJECT_TYPE, v.SUBJECT_ID, v.REQUESTER_ID, v.REQUESTER_SCOPES)
+SYSTEM_STATUS = _object(
+    {
+        "system_id": STRING,
+        "status": {"type": "string", "enum": ["OK", "STALE", "MISSING"]},
+        # A version stored in the BC era before the edge refused it reads back as text.
+        "enforced_correction_version": {"type": "string", "nullable": True},
+        "reported_at": NULLABLE_TIMESTAMP,
+    }
+)
 SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "request_id"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "request_id": {"type": "string"},
-                    "details": {"type": "object"},
-                },
-            }
-        },
-    },
-    "CorrectionRequest": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["subject", "field_key", "value", "class", "permissions", "actor", "idempotency_key"],
-        "properties": {
-            "subject": SUBJECT,
-            "field_key": TEXT,
-            "value": {"description": "any JSON value, returned exactly as submitted"},
-            "class": {"type": "string", "enum": ["FACT", "DISCARDABLE"]},
-            "permissions": {
-                "type": "object",
-                "additionalProperties": False,
-                "description": "must name at least one reader or scope",
-                "properties": {"readers": TEXT_LIST, "scopes": TEXT_LIST, "deny_list": TEXT_LIST},
-            },
-            "actor": ACTOR,
-            "idempotency_key": TEXT,
-            "supersedes": {**UUID, "nullable": True},
-        },
-    },
-    "CorrectionCreated": {
-        "type": "object",
-        "required": ["correction_id", "status", "supersedes", "created_at"],
-        "properties": {
+    "Error": _object(
+        {
+            "error": _object(
+                {"code": STRING, "message": STRING, "request_id": STRING},
+                {"details": {"type": "object"}},
+            )
+        }
+    ),
+    "CorrectionRequest": v.CORRECTION_REQUEST.schema(),
+    "RevokeRequest": v.REVOKE_REQUEST.schema(),
+    "HeartbeatRequest": v.HEARTBEAT_REQUEST.schema(),
+    "CorrectionCreated": _object(
+        {
             "correction_id": UUID,
             "status": {"type": "string", "enum": ["ACTIVE"]},
-            "supersedes": {**UUID, "nullable": True},
+            "supersedes": NULLABLE_UUID,
             "created_at": TIMESTAMP,
-        },
-    },
-    "RevokeRequest": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["reason", "actor"],
-        "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 2000}, "actor": ACTOR},
-    },
-    "Revoked": {
-        "type": "object",
-        "required": ["correction_id", "status", "revoked_at", "reason", "revoked_by"],
-        "properties": {
+        }
+    ),
+    "Revoked": _object(
+        {
             "correction_id": UUID,
             "status": {"type": "string", "enum": ["REVOKED"]},
             "revoked_at": TIMESTAMP,
-            "reason": {"type": "string"},
-            "revoked_by": ACTOR,
-        },
-    },
-    "Facts": {
-        "type": "object",
-        "required": ["subject", "facts"],
-        "properties": {
-            "subject": SUBJECT,
+            "reason": STRING,
+            "revoked_by": ACTOR_OUT,
+        }
+    ),
+    "Facts": _object(
+        {
+            "subject": SUBJECT_OUT,
             "facts": {
                 "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["field_key", "value", "corrected_at", "correction_id", "actor"],
-                    "properties": {
-                        "field_key": {"type": "string"},
+                "items": _object(
+                    {
+                        "field_key": STRING,
                         "value": {},
                         "corrected_at": TIMESTAMP,
                         "correction_id": UUID,
-                        "actor": ACTOR,
-                    },
-                },
+                        "actor": ACTOR_OUT,
+                    }
+                ),
             },
-        },
-    },
-    "History": {
-        "type": "object",
-        "required": ["subject", "history", "next_cursor"],
-        "properties": {
-            "subject": SUBJECT,
+        }
+    ),
+    "History": _object(
+        {
+            "subject": SUBJECT_OUT,
+            "history": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "correction_id": UUID,
+                        "field_key": STRING,
+                        "value": {},
+                        "class": CLASS,
+                        "status": {"type": "string", "enum": ["ACTIVE", "SUPERSEDED", "REVOKED"]},
+                        "supersedes": NULLABLE_UUID,
+                        "created_at": TIMESTAMP,
+                        "actor": ACTOR_OUT,
+                    }
+                ),
+            },
             "next_cursor": {
                 "type": "string",
                 "nullable": True,
                 "description": "pass as cursor for the next (older) page; null on the last page",
             },
-            "history": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": [
-                        "correction_id",
-                        "field_key",
-                        "value",
-                        "class",
-                        "status",
-                        "supersedes",
-                        "actor",
-                    ],
-                    "properties": {
-                        "correction_id": UUID,
-                        "field_key": {"type": "string"},
-                        "value": {},
-                        "class": {"type": "string", "enum": ["FACT", "DISCARDABLE"]},
-                        "status": {"type": "string", "enum": ["ACTIVE", "SUPERSEDED", "REVOKED"]},
-                        "supersedes": {**UUID, "nullable": True},
-                        "created_at": TIMESTAMP,
-                        "actor": ACTOR,
-                    },
-                },
-            },
-        },
-    },
-    "HeartbeatRequest": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["system_id", "enforced_correction_version"],
-        "properties": {"system_id": TEXT, "enforced_correction_version": TIMESTAMP},
-    },
-    "SystemStatus": {
-        "type": "object",
-        "required": ["system_id", "status", "enforced_correction_version", "reported_at"],
-        "properties": {
-            "system_id": {"type": "string"},
-            "status": {"type": "string", "enum": ["OK", "STALE", "MISSING"]},
-            "enforced_correction_version": {**TIMESTAMP, "nullable": True},
-            "reported_at": {**TIMESTAMP, "nullable": True},
-        },
-    },
+        }
+    ),
+    "Heartbeat": _object(
+        {
+            "heartbeat_id": UUID,
+            "system_id": STRING,
+            "enforced_correction_version": TIMESTAMP,
+            "reported_at": TIMESTAMP,
+        }
+    ),
+    "SystemStatus": SYSTEM_STATUS,
+    "Status": _object(
+        {
+            "evaluated_at": TIMESTAMP,
+            "heartbeat_interval_seconds": {"type": "integer"},
+            "heartbeat_grace_multiplier": {"type": "integer"},
+            "systems": {"type": "array", "items": _ref("SystemStatus")},
+        }
+    ),
+    "Escalation": _object(
+        {
+            "tenant_id": UUID,
+            "evaluated_at": TIMESTAMP,
+            "escalation": {"type": "string", "enum": ["NONE", "WARN", "CRITICAL"]},
+            "summary": _object(
+                {name: {"type": "integer"} for name in ("total_systems", "ok", "stale", "missing")}
+            ),
+            "affected_systems": {"type": "array", "items": _ref("SystemStatus")},
+        }
+    ),
+    "ExpectedSystems": _object(
+        {"systems": {"type": "array", "items": _object({"system_id": STRING, "created_at": TIMESTAMP})}}
+    ),
+    "ExpectedSystem": _object({"system_id": STRING, "expected": {"type": "boolean"}}),
 }
 
 
 @cache
 def openapi_document(history_page_max: int) -> dict[str, Any]:
-    system_filter = _param("system_id", "query", False)
-    system_path = _param("system_id", "path", True)
+    tenant = v.Param("X-Tenant-Id", UUID, v.check_uuid, True, "the tenant of the call", "header")
     return {
         "openapi": "3.0.3",
         "info": {
@@ -228,7 +188,7 @@ def openapi_document(history_page_max: int) -> dict[str, Any]:
         },
         "components": {
             "schemas": SCHEMAS,
-            "parameters": {"TenantId": _param("X-Tenant-Id", "header", True, UUID, "the tenant of the call")},
+            "parameters": {"TenantId": tenant.openapi()},
             "responses": {"Error": _json(_ref("Error"), "error, see error.code")},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "stet_<key id>_<secret>"},
@@ -260,7 +220,6 @@ def openapi_document(history_page_max: int) -> dict[str, Any]:
                     {
                         "201": _json(_ref("CorrectionCreated"), "created"),
                         "200": _json(_ref("CorrectionCreated"), "idempotent replay"),
-                        **_errors(409, 429),
                     },
                     body="CorrectionRequest",
                 )
@@ -269,7 +228,7 @@ def openapi_document(history_page_max: int) -> dict[str, Any]:
                 "post": _operation(
                     "revoke a correction (GDPR erasure): it leaves facts and default history",
                     {"200": _json(_ref("Revoked")), **_errors(404)},
-                    [_param("correction_id", "path", True, UUID)],
+                    (v.CORRECTION_ID,),
                     body="RevokeRequest",
                 )
             },
@@ -277,77 +236,59 @@ def openapi_document(history_page_max: int) -> dict[str, Any]:
                 "get": _operation(
                     "ACTIVE facts of a subject the requester may read",
                     {"200": _json(_ref("Facts"))},
-                    _read_params(_param("field_keys", "query", False, {"type": "string"}, "comma-separated")),
+                    (*READ_PARAMS, v.FIELD_KEYS),
                 )
             },
             "/v1/history": {
                 "get": _operation(
                     "corrections of a subject, newest first, one page at a time",
                     {"200": _json(_ref("History"))},
-                    _read_params(
-                        _param("field_key", "query", False),
-                        _param("include_revoked", "query", False, {"type": "boolean"}),
-                        _param(
-                            "limit",
-                            "query",
-                            False,
-                            {"type": "integer", "minimum": 1, "maximum": history_page_max},
-                            "page size (default and largest: the server's STET_HISTORY_PAGE_MAX)",
-                        ),
-                        _param(
-                            "cursor", "query", False, {"type": "string"}, "next_cursor of the previous page"
-                        ),
+                    (
+                        *READ_PARAMS,
+                        v.FIELD_KEY,
+                        v.INCLUDE_REVOKED,
+                        v.history_limit(history_page_max),
+                        v.CURSOR,
                     ),
                 )
             },
             "/v1/enforcement/heartbeat": {
                 "post": _operation(
                     "report that a system enforces corrections up to a version",
-                    {"201": _json({"type": "object"}, "stored")},
+                    {"201": _json(_ref("Heartbeat"), "stored")},
                     body="HeartbeatRequest",
                 )
             },
             "/v1/enforcement/status": {
                 "get": _operation(
                     "latest heartbeat per system: OK, STALE or MISSING",
-                    {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {"systems": {"type": "array", "items": _ref("SystemStatus")}},
-                            }
-                        )
-                    },
-                    [system_filter],
+                    {"200": _json(_ref("Status"))},
+                    (v.SYSTEM_FILTER,),
                 )
             },
             "/v1/enforcement/escalation": {
                 "get": _operation(
                     "escalation level: CRITICAL when a system is MISSING, WARN when STALE",
-                    {
-                        "200": _json(
-                            {"type": "object", "required": ["escalation", "summary", "affected_systems"]}
-                        )
-                    },
-                    [system_filter],
+                    {"200": _json(_ref("Escalation"))},
+                    (v.SYSTEM_FILTER,),
                 )
             },
             "/v1/enforcement/systems": {
-                "get": _operation("systems expected to report", {"200": _json({"type": "object"})})
+                "get": _operation("systems expected to report", {"200": _json(_ref("ExpectedSystems"))})
             },
             "/v1/enforcement/systems/{system_id}": {
                 "put": _operation(
                     "expect a system to report heartbeats",
                     {
-                        "201": _json({"type": "object"}, "registered"),
-                        "200": _json({"type": "object"}, "known"),
+                        "201": _json(_ref("ExpectedSystem"), "registered"),
+                        "200": _json(_ref("ExpectedSystem"), "known"),
                     },
-                    [system_path],
+                    (v.SYSTEM_ID,),
                 ),
                 "delete": _operation(
                     "stop expecting a system",
                     {"204": {"description": "removed"}, **_errors(404)},
-                    [system_path],
+                    (v.SYSTEM_ID,),
                 ),
             },
         },

@@ -1,6 +1,7 @@
 """Validation at the edge: requests are checked here before any SQL runs.
 
-Every rejection is a 400 with the offending field named, never a 500 further in.
+Every rejection is a 400 with the offending field named, never a 500 further in. The
+request models below (bodies and parameters) are also what openapi.py publishes.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ import base64
 import json
 import math
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +22,8 @@ MAX_TEXT = 255
 MAX_REASON = 2000
 MAX_LIST_ITEMS = 1000
 MAX_VALUE_DEPTH = 64
+MAX_TIMESTAMP = 64
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 CORRECTION_CLASSES = ("FACT", "DISCARDABLE")
 
 
@@ -76,7 +82,7 @@ def check_uuid(value: Any, field: str) -> uuid.UUID:
 
 
 def check_timestamp(value: Any, field: str) -> datetime:
-    if not isinstance(value, str) or len(value) > 64:
+    if not isinstance(value, str) or len(value) > MAX_TIMESTAMP:
         raise validation_error(f"{field} must be an ISO 8601 timestamp string", field)
     try:
         parsed = datetime.fromisoformat(value)
@@ -86,10 +92,10 @@ def check_timestamp(value: Any, field: str) -> datetime:
         raise validation_error(f"{field} must carry a time zone offset (e.g. Z or +00:00)", field)
     try:
         # Years 1..9999 in UTC: 0001-01-01T00:00:00+01:00 would be stored in the BC era.
-        parsed.astimezone(UTC)
+        # Handed on in UTC: PostgreSQL refuses offsets past 15:59 that Python accepts.
+        return parsed.astimezone(UTC)
     except OverflowError:
         raise validation_error(f"{field} must fall between years 1 and 9999 in UTC", field) from None
-    return parsed
 
 
 def check_json_value(value: Any, field: str, depth: int = 0) -> Any:
@@ -109,66 +115,177 @@ def check_json_value(value: Any, field: str, depth: int = 0) -> Any:
     return value
 
 
-def _text_list(value: Any, field: str) -> list[str]:
-    if not isinstance(value, list):
-        raise validation_error(f"{field} must be a list of strings", field)
-    if len(value) > MAX_LIST_ITEMS:
-        raise validation_error(f"{field} must have at most {MAX_LIST_ITEMS} items", field)
-    return [check_text(item, field) for item in value]
+# --- request models: the validators below and the OpenAPI document (openapi.py) both
+# come from these, so a limit is written once.
 
 
-def _actor(value: Any, field: str = "actor") -> dict[str, str]:
-    check_object(value, field, {"type", "id"})
-    return {"type": check_text(value["type"], f"{field}.type"), "id": check_text(value["id"], f"{field}.id")}
+class Field:
+    """One value of a request: its JSON schema and the check that enforces it."""
+
+    def schema(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def check(self, value: Any, field: str) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Text(Field):
+    max_length: int = MAX_TEXT
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "minLength": 1, "maxLength": self.max_length}
+
+    def check(self, value: Any, field: str) -> str:
+        return check_text(value, field, self.max_length)
+
+
+@dataclass(frozen=True)
+class TextList(Field):
+    max_items: int = MAX_LIST_ITEMS
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": Text().schema(), "maxItems": self.max_items}
+
+    def check(self, value: Any, field: str) -> list[str]:
+        if not isinstance(value, list):
+            raise validation_error(f"{field} must be a list of strings", field)
+        if len(value) > self.max_items:
+            raise validation_error(f"{field} must have at most {self.max_items} items", field)
+        return [check_text(item, field) for item in value]
+
+
+@dataclass(frozen=True)
+class Choice(Field):
+    values: tuple[str, ...]
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.values)}
+
+    def check(self, value: Any, field: str) -> str:
+        if value not in self.values:
+            raise validation_error(f"{field} must be one of {', '.join(self.values)}", field)
+        return value
+
+
+@dataclass(frozen=True)
+class Uuid(Field):
+    nullable: bool = False
+
+    def schema(self) -> dict[str, Any]:
+        # The pattern too: generators (schemathesis) do not know the uuid format.
+        schema = {"type": "string", "format": "uuid", "pattern": UUID_PATTERN}
+        return {**schema, "nullable": True} if self.nullable else schema
+
+    def check(self, value: Any, field: str) -> uuid.UUID | None:
+        return None if value is None and self.nullable else check_uuid(value, field)
+
+
+@dataclass(frozen=True)
+class Timestamp(Field):
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "format": "date-time", "maxLength": MAX_TIMESTAMP}
+
+    def check(self, value: Any, field: str) -> datetime:
+        return check_timestamp(value, field)
+
+
+@dataclass(frozen=True)
+class AnyJson(Field):
+    description: str
+
+    def schema(self) -> dict[str, Any]:
+        return {"description": self.description}
+
+    def check(self, value: Any, field: str) -> Any:
+        return check_json_value(value, field)
+
+
+@dataclass(frozen=True)
+class Obj(Field):
+    """A JSON object with known fields only; rule: a check across fields, told in description."""
+
+    required: dict[str, Field]
+    optional: dict[str, Field] = dc_field(default_factory=dict)
+    description: str = ""
+    rule: Callable[[dict[str, Any], str], None] | None = None
+
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "object", "additionalProperties": False}
+        if self.required:
+            schema["required"] = list(self.required)
+        schema["properties"] = {
+            name: spec.schema() for name, spec in {**self.required, **self.optional}.items()
+        }
+        if self.description:
+            schema["description"] = self.description
+        return schema
+
+    def check(self, value: Any, field: str) -> dict[str, Any]:
+        check_object(value, field, set(self.required), frozenset(self.optional))
+        prefix = "" if field == "body" else f"{field}."
+        checked = {
+            name: spec.check(value[name], prefix + name)
+            for name, spec in {**self.required, **self.optional}.items()
+            if name in value
+        }
+        if self.rule:
+            self.rule(checked, field)
+        return checked
+
+
+def _names_a_reader(permissions: dict[str, Any], field: str) -> None:
+    if not (permissions.get("readers") or permissions.get("scopes")):
+        raise validation_error("permissions must name at least one reader or scope", field)
+
+
+ACTOR = Obj({"type": Text(), "id": Text()})
+SUBJECT = ACTOR
+CORRECTION_REQUEST = Obj(
+    {
+        "subject": SUBJECT,
+        "field_key": Text(),
+        "value": AnyJson("any JSON value, returned exactly as submitted"),
+        "class": Choice(CORRECTION_CLASSES),
+        "permissions": Obj(
+            {},
+            {"readers": TextList(), "scopes": TextList(), "deny_list": TextList()},
+            "must name at least one reader or scope",
+            _names_a_reader,
+        ),
+        "actor": ACTOR,
+        "idempotency_key": Text(),
+    },
+    {"supersedes": Uuid(nullable=True)},
+)
+REVOKE_REQUEST = Obj({"reason": Text(MAX_REASON), "actor": ACTOR})
+HEARTBEAT_REQUEST = Obj({"system_id": Text(), "enforced_correction_version": Timestamp()})
 
 
 def correction_request(body: Any) -> dict[str, Any]:
-    required = {"subject", "field_key", "value", "class", "permissions", "actor", "idempotency_key"}
-    check_object(body, "body", required, frozenset({"supersedes"}))
-    subject = check_object(body["subject"], "subject", {"type", "id"})
-    permissions = check_object(
-        body["permissions"], "permissions", set(), frozenset({"readers", "scopes", "deny_list"})
-    )
-    checked_permissions = {
-        name: _text_list(items, f"permissions.{name}") for name, items in permissions.items()
-    }
-    if not (checked_permissions.get("readers") or checked_permissions.get("scopes")):
-        raise validation_error("permissions must name at least one reader or scope", "permissions")
-    if body["class"] not in CORRECTION_CLASSES:
-        raise validation_error(f"class must be one of {', '.join(CORRECTION_CLASSES)}", "class")
-    supersedes = body.get("supersedes")
+    fields = CORRECTION_REQUEST.check(body, "body")
+    subject = fields.pop("subject")
     return {
-        "subject_type": check_text(subject["type"], "subject.type"),
-        "subject_id": check_text(subject["id"], "subject.id"),
-        "field_key": check_text(body["field_key"], "field_key"),
-        "value": check_json_value(body["value"], "value"),
-        "class": body["class"],
-        "permissions": checked_permissions,
-        "actor": _actor(body["actor"]),
-        "idempotency_key": check_text(body["idempotency_key"], "idempotency_key"),
-        "supersedes": None if supersedes is None else check_uuid(supersedes, "supersedes"),
+        **fields,
+        "subject_type": subject["type"],
+        "subject_id": subject["id"],
+        "supersedes": fields.get("supersedes"),
     }
 
 
 def revoke_request(body: Any) -> dict[str, Any]:
-    check_object(body, "body", {"reason", "actor"})
-    return {"reason": check_text(body["reason"], "reason", MAX_REASON), "actor": _actor(body["actor"])}
+    return REVOKE_REQUEST.check(body, "body")
 
 
 def heartbeat_request(body: Any) -> dict[str, Any]:
-    check_object(body, "body", {"system_id", "enforced_correction_version"})
-    return {
-        "system_id": check_text(body["system_id"], "system_id"),
-        "enforced_correction_version": check_timestamp(
-            body["enforced_correction_version"], "enforced_correction_version"
-        ),
-    }
+    return HEARTBEAT_REQUEST.check(body, "body")
 
 
-def csv_list(raw: str | None, field: str) -> list[str] | None:
-    """A comma-separated query parameter; None when absent or empty."""
-    if raw is None:
-        return None
+# --- parameters: raw strings from the query or the path, parsed the same way.
+
+
+def csv_list(raw: str, field: str) -> list[str] | None:
+    """A comma-separated list; None when empty."""
     items = [item.strip() for item in raw.split(",") if item.strip()]
     if len(items) > MAX_LIST_ITEMS:
         raise validation_error(f"{field} must list at most {MAX_LIST_ITEMS} items", field)
@@ -177,35 +294,24 @@ def csv_list(raw: str | None, field: str) -> list[str] | None:
     return items or None
 
 
-def query_text(args: Any, name: str, required: bool = True) -> str | None:
-    value = args.get(name)
-    if value is None:
-        if required:
-            raise validation_error(f"query parameter {name} is required", name)
-        return None
-    return check_text(value, name)
+def parse_bool(raw: str, field: str) -> bool:
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise validation_error(f"{field} must be true or false", field)
 
 
-def query_int(args: Any, name: str, minimum: int, maximum: int, default: int) -> int:
-    raw = args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
-        raise validation_error(f"{name} must be an integer from {minimum} to {maximum}", name)
-    return int(raw)
-
-
-def history_cursor(raw: str | None) -> tuple[datetime, uuid.UUID] | None:
+def history_cursor(raw: str, field: str) -> tuple[datetime, uuid.UUID]:
     """The position a history page ends at, as handed out in next_cursor."""
-    if raw is None:
-        return None
+    invalid = validation_error(f"{field} must be a next_cursor from a previous page", field)
     try:
         created_at, _, correction_id = base64.urlsafe_b64decode(raw.encode("ascii")).decode().partition("|")
         position = datetime.fromisoformat(created_at), uuid.UUID(correction_id)
     except (ValueError, UnicodeError):
-        raise validation_error("cursor must be a next_cursor from a previous page", "cursor") from None
+        raise invalid from None
     if position[0].tzinfo is None:
-        raise validation_error("cursor must be a next_cursor from a previous page", "cursor")
+        raise invalid
     return position
 
 
@@ -213,12 +319,58 @@ def next_history_cursor(created_at: datetime, correction_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{correction_id}".encode()).decode()
 
 
-def query_bool(args: Any, name: str) -> bool:
-    raw = args.get(name)
-    if raw is None:
-        return False
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise validation_error(f"{name} must be true or false", name)
+@dataclass(frozen=True)
+class Param:
+    """A query or path parameter: its OpenAPI entry and the parser of its raw string."""
+
+    name: str
+    schema: dict[str, Any]
+    parse_raw: Callable[[str, str], Any]
+    required: bool = False
+    description: str = ""
+    location: str = "query"
+    default: Any = None
+
+    def openapi(self) -> dict[str, Any]:
+        entry = {"name": self.name, "in": self.location, "required": self.required, "schema": self.schema}
+        return {**entry, "description": self.description} if self.description else entry
+
+    def parse(self, args: Any) -> Any:
+        raw = args.get(self.name)
+        if raw is None:
+            if self.required:
+                raise validation_error(f"query parameter {self.name} is required", self.name)
+            return self.default
+        return self.parse_raw(raw, self.name)
+
+
+CSV_SCHEMA = {"type": "string"}
+CSV_HELP = f"comma-separated, at most {MAX_LIST_ITEMS} items of 1 to {MAX_TEXT} characters"
+SUBJECT_TYPE = Param("subject_type", Text().schema(), check_text, required=True)
+SUBJECT_ID = Param("subject_id", Text().schema(), check_text, required=True)
+REQUESTER_ID = Param("requester_id", Text().schema(), check_text, required=True)
+REQUESTER_SCOPES = Param("requester_scopes", CSV_SCHEMA, csv_list, description=f"scopes, {CSV_HELP}")
+FIELD_KEYS = Param("field_keys", CSV_SCHEMA, csv_list, description=f"only these fields, {CSV_HELP}")
+FIELD_KEY = Param("field_key", Text().schema(), check_text)
+INCLUDE_REVOKED = Param("include_revoked", {"type": "boolean"}, parse_bool, default=False)
+CURSOR = Param("cursor", {"type": "string"}, history_cursor, description="next_cursor of the previous page")
+SYSTEM_FILTER = Param("system_id", Text().schema(), check_text)
+CORRECTION_ID = Param("correction_id", Uuid().schema(), check_uuid, required=True, location="path")
+SYSTEM_ID = Param("system_id", Text().schema(), check_text, required=True, location="path")
+
+
+def history_limit(page_max: int) -> Param:
+    """The page size of GET /v1/history, bounded by the server's STET_HISTORY_PAGE_MAX."""
+
+    def parse(raw: str, field: str) -> int:
+        if not raw.isdigit() or not 1 <= int(raw) <= page_max:
+            raise validation_error(f"{field} must be an integer from 1 to {page_max}", field)
+        return int(raw)
+
+    return Param(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": page_max},
+        parse,
+        description=f"page size, 1 to {page_max} (the default)",
+        default=page_max,
+    )

@@ -16,7 +16,7 @@ from stet_api.db import Cursor
 from stet_api.errors import ApiError, TransactionConflict, not_found, validation_error
 from stet_api.ratelimit import enforce_write_limit
 from stet_api.routes.common import json_body, origin, pool
-from stet_api.validation import check_uuid, correction_request, revoke_request
+from stet_api.validation import CORRECTION_ID, correction_request, revoke_request
 
 bp = Blueprint("corrections", __name__)
 
@@ -98,7 +98,7 @@ def _write(cursor: Cursor, caller: Caller, fields: dict[str, Any], payload_hash:
 def revoke_correction(correction_id: str):
     caller = authenticate()
     enforce_write_limit(caller)
-    target = check_uuid(correction_id, "correction_id")
+    target = CORRECTION_ID.parse_raw(correction_id, CORRECTION_ID.name)
     fields = revoke_request(json_body())
 
     def revoke(cursor: Cursor) -> dict[str, Any]:

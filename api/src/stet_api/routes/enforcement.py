@@ -11,7 +11,7 @@ from stet_api import queries
 from stet_api.auth import Caller, authenticate
 from stet_api.ratelimit import enforce_heartbeat_limit, enforce_read_limit
 from stet_api.routes.common import json_body, metrics, origin, pool, settings
-from stet_api.validation import heartbeat_request, query_text
+from stet_api.validation import SYSTEM_FILTER, heartbeat_request
 
 bp = Blueprint("enforcement", __name__)
 
@@ -46,7 +46,7 @@ def _level(systems: list[dict[str, Any]]) -> str:
 
 def _evaluate(caller: Caller) -> tuple[datetime, list[dict[str, Any]]]:
     """Every system's status; an unfiltered evaluation also sets the tenant's level gauge."""
-    system_id = query_text(request.args, "system_id", required=False)
+    system_id = SYSTEM_FILTER.parse(request.args)
     rows = pool().run(
         lambda cursor: queries.system_heartbeats(cursor, caller.tenant_id, system_id), single_statement=True
     )

@@ -9,12 +9,16 @@ from stet_api.auth import authenticate
 from stet_api.ratelimit import enforce_read_limit
 from stet_api.routes.common import pool, settings
 from stet_api.validation import (
-    csv_list,
-    history_cursor,
+    CURSOR,
+    FIELD_KEY,
+    FIELD_KEYS,
+    INCLUDE_REVOKED,
+    REQUESTER_ID,
+    REQUESTER_SCOPES,
+    SUBJECT_ID,
+    SUBJECT_TYPE,
+    history_limit,
     next_history_cursor,
-    query_bool,
-    query_int,
-    query_text,
 )
 
 bp = Blueprint("reads", __name__)
@@ -25,10 +29,10 @@ def _read_scope() -> queries.ReadScope:
     enforce_read_limit(caller)
     return queries.ReadScope(
         tenant_id=caller.tenant_id,
-        subject_type=query_text(request.args, "subject_type"),
-        subject_id=query_text(request.args, "subject_id"),
-        requester_id=query_text(request.args, "requester_id"),
-        requester_scopes=csv_list(request.args.get("requester_scopes"), "requester_scopes") or [],
+        subject_type=SUBJECT_TYPE.parse(request.args),
+        subject_id=SUBJECT_ID.parse(request.args),
+        requester_id=REQUESTER_ID.parse(request.args),
+        requester_scopes=REQUESTER_SCOPES.parse(request.args) or [],
     )
 
 
@@ -39,7 +43,7 @@ def _subject(scope: queries.ReadScope) -> dict[str, str]:
 @bp.get("/v1/facts")
 def facts():
     scope = _read_scope()
-    field_keys = csv_list(request.args.get("field_keys"), "field_keys")
+    field_keys = FIELD_KEYS.parse(request.args)
     body = pool().run(
         lambda cursor: queries.permitted_facts_json(cursor, scope, field_keys), single_statement=True
     )
@@ -49,11 +53,10 @@ def facts():
 @bp.get("/v1/history")
 def history():
     scope = _read_scope()
-    field_key = query_text(request.args, "field_key", required=False)
-    include_revoked = query_bool(request.args, "include_revoked")
-    page_max = settings().history_page_max
-    limit = query_int(request.args, "limit", 1, page_max, default=page_max)
-    after = history_cursor(request.args.get("cursor"))
+    field_key = FIELD_KEY.parse(request.args)
+    include_revoked = INCLUDE_REVOKED.parse(request.args)
+    limit = history_limit(settings().history_page_max).parse(request.args)
+    after = CURSOR.parse(request.args)
     rows = pool().run(
         lambda cursor: queries.permitted_history(cursor, scope, field_key, include_revoked, after, limit + 1),
         single_statement=True,

@@ -9,7 +9,7 @@ from stet_api.auth import authenticate
 from stet_api.errors import not_found
 from stet_api.ratelimit import enforce_read_limit, enforce_write_limit
 from stet_api.routes.common import pool
-from stet_api.validation import check_text
+from stet_api.validation import SYSTEM_ID
 
 bp = Blueprint("systems", __name__)
 
@@ -26,7 +26,7 @@ def list_systems():
 def expect_system(system_id: str):
     caller = authenticate()
     enforce_write_limit(caller)
-    system_id = check_text(system_id, "system_id")
+    system_id = SYSTEM_ID.parse_raw(system_id, SYSTEM_ID.name)
     created = pool().run(lambda cursor: queries.add_expected_system(cursor, caller.tenant_id, system_id))
     return jsonify({"system_id": system_id, "expected": True}), 201 if created else 200
 
@@ -35,7 +35,7 @@ def expect_system(system_id: str):
 def forget_system(system_id: str):
     caller = authenticate()
     enforce_write_limit(caller)
-    system_id = check_text(system_id, "system_id")
+    system_id = SYSTEM_ID.parse_raw(system_id, SYSTEM_ID.name)
     if not pool().run(lambda cursor: queries.remove_expected_system(cursor, caller.tenant_id, system_id)):
         raise not_found("this system is not registered as expected for this tenant")
     return "", 204
