@@ -99,6 +99,25 @@ def test_a_known_key_is_looked_up_once_per_cache_period(db_url, tenant, key):
         app.extensions["stet_pool"].close()
 
 
+def test_known_keys_are_refreshed_whatever_the_lookup_budget(db_url, tenant):
+    app = make_app(db_url, STET_AUTH_CACHE_SECONDS="1", STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND="1")
+    client = app.test_client()
+    tokens = [create_api_key(db_url, tenant)[1] for _ in range(3)]
+    try:
+        for token in tokens:  # first sight of each: within a budget of 1/s, spaced out
+            assert client.get(f"/v1/facts?{read_query()}", headers=_auth(tenant, token)).status_code == 200
+            time.sleep(1.05)
+        # All three cache entries have expired: refreshing them does not draw on the budget.
+        statuses = [
+            client.get(f"/v1/facts?{read_query()}", headers=_auth(tenant, token)).status_code
+            for token in tokens
+        ]
+        assert statuses == [200, 200, 200]
+        assert "skipped" not in _lookups(client)
+    finally:
+        app.extensions["stet_pool"].close()
+
+
 def test_random_tokens_cost_at_most_the_lookup_budget(db_url, tenant):
     app = make_app(db_url, STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND="2")
     client = app.test_client()

@@ -3,9 +3,10 @@
 Key lookups are cached in each worker process (KeyCache): a key read from the database
 is trusted for STET_AUTH_CACHE_SECONDS (default 10), so revoking a key takes effect in
 every worker within that bound; an unknown key id is remembered as unknown for as long.
-Key ids that are not cached are looked up at most STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND
+Key ids not known as keys are looked up at most STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND
 times per second and process (default 5): past that, the request is refused with 401
-without asking the database, so random tokens cannot turn into database load. The price:
+without asking the database, so random tokens cannot turn into database load (a known
+key's refresh after its cache period is not counted). The price:
 during such a flood, the first request with a brand-new key may be refused once.
 """
 
@@ -72,7 +73,9 @@ class KeyCache:
         if entry is not None and entry.expires > now:
             return entry
         metrics = current_app.extensions["stet_metrics"]
-        if not self._may_look_up(now):
+        # The budget is for key ids not known to be keys; a known key's refresh always runs.
+        known = entry is not None and entry.tenant_id is not None
+        if not known and not self._may_look_up(now):
             metrics.key_lookups.labels("skipped").inc()
             return None
         row = current_app.extensions["stet_pool"].run(
