@@ -155,7 +155,7 @@ def test_connections_carry_tcp_keepalives(db_url):
         parameters = conn.info.dsn_parameters
         assert parameters["keepalives"] == "1"
         assert parameters["keepalives_idle"] == "7"
-        assert parameters["tcp_user_timeout"] == str((7 + 2 * 3) * 1000)
+        assert parameters["tcp_user_timeout"] == str((7 + 2 * 1) * 1000)
         assert parameters["connect_timeout"] == "3"
     finally:
         pool.release(conn)

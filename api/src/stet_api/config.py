@@ -66,9 +66,9 @@ class Settings:
     db_connect_timeout_seconds: int = 3
     db_statement_timeout_ms: int = 5000
     db_idle_in_transaction_timeout_ms: int = 10000
-    db_keepalives_idle_seconds: int = 5
-    db_keepalives_interval_seconds: int = 2
-    db_keepalives_count: int = 3
+    db_keepalives_idle_seconds: int = 3
+    db_keepalives_interval_seconds: int = 1
+    db_keepalives_count: int = 2
     db_pool_wait_seconds: int = 5
     auth_cache_seconds: int = 10
     auth_unknown_key_lookups_per_second: int = 5
@@ -97,9 +97,9 @@ class Settings:
             db_idle_in_transaction_timeout_ms=_int(
                 env, "STET_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000, minimum=1
             ),
-            db_keepalives_idle_seconds=_int(env, "STET_DB_KEEPALIVES_IDLE_SECONDS", 5, minimum=1),
-            db_keepalives_interval_seconds=_int(env, "STET_DB_KEEPALIVES_INTERVAL_SECONDS", 2, minimum=1),
-            db_keepalives_count=_int(env, "STET_DB_KEEPALIVES_COUNT", 3, minimum=1),
+            db_keepalives_idle_seconds=_int(env, "STET_DB_KEEPALIVES_IDLE_SECONDS", 3, minimum=1),
+            db_keepalives_interval_seconds=_int(env, "STET_DB_KEEPALIVES_INTERVAL_SECONDS", 1, minimum=1),
+            db_keepalives_count=_int(env, "STET_DB_KEEPALIVES_COUNT", 2, minimum=1),
             db_pool_wait_seconds=_int(env, "STET_DB_POOL_WAIT_SECONDS", 5, minimum=1),
             auth_cache_seconds=_int(env, "STET_AUTH_CACHE_SECONDS", 10, minimum=1),
             auth_unknown_key_lookups_per_second=_int(

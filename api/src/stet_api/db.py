@@ -10,8 +10,9 @@ as long as the transaction PgBouncer lends us a server connection for.
 Bounds (defaults, config.py): a statement runs at most 5 s (statement_timeout), a
 transaction idles at most 10 s (idle_in_transaction_session_timeout), a connection
 attempt waits at most 3 s (connect_timeout), and a peer that stops answering at the
-network level is declared dead after 5 + 3 x 2 = 11 s (TCP keepalives and
-tcp_user_timeout), so a request never waits for the database longer than about 14 s.
+network level is declared dead after 3 + 2 x 1 = 5 s (TCP keepalives and
+tcp_user_timeout), the statement bound: a request waits for the database at most about
+8 s (a 3 s connection attempt, then 5 s on the new connection).
 """
 
 from __future__ import annotations
