@@ -210,13 +210,26 @@ def insert_heartbeat(
 
 
 def system_heartbeats(cursor: Cursor, tenant_id: uuid.UUID, system_id: str | None) -> list[dict[str, Any]]:
-    """Latest heartbeat per system, plus expected systems that never reported (NULL columns)."""
+    """Latest heartbeat per system, plus expected systems that never reported (NULL columns).
+
+    Without a filter, the tenant's systems are walked through idx_heartbeats_latest one
+    system at a time (a recursive "loose index scan"); each one's newest heartbeat is read
+    with LIMIT 1: the cost grows with the number of systems, not with the heartbeats kept.
+    """
     cursor.execute(
-        "WITH latest AS ("
-        "  SELECT DISTINCT ON (system_id) system_id, enforced_correction_version, reported_at"
-        "  FROM enforcement_heartbeats WHERE tenant_id = %(tenant_id)s"
-        "    AND (%(system_id)s::text IS NULL OR system_id = %(system_id)s)"
-        "  ORDER BY system_id, reported_at DESC),"
+        "WITH RECURSIVE walk AS ("
+        "  SELECT min(system_id) AS system_id FROM enforcement_heartbeats"
+        "  WHERE tenant_id = %(tenant_id)s AND %(system_id)s::text IS NULL"
+        "  UNION ALL"
+        "  SELECT (SELECT min(h.system_id) FROM enforcement_heartbeats h"
+        "          WHERE h.tenant_id = %(tenant_id)s AND h.system_id > w.system_id)"
+        "  FROM walk w WHERE w.system_id IS NOT NULL),"
+        " systems AS (SELECT system_id FROM walk UNION ALL SELECT %(system_id)s::text),"
+        " latest AS ("
+        "  SELECT l.* FROM systems s CROSS JOIN LATERAL ("
+        "    SELECT h.system_id, h.enforced_correction_version, h.reported_at FROM enforcement_heartbeats h"
+        "    WHERE h.tenant_id = %(tenant_id)s AND h.system_id = s.system_id"
+        "    ORDER BY h.reported_at DESC LIMIT 1) l),"
         " wanted AS ("
         "  SELECT system_id FROM enforcement_expected_systems WHERE tenant_id = %(tenant_id)s"
         "    AND (%(system_id)s::text IS NULL OR system_id = %(system_id)s)"
