@@ -119,6 +119,21 @@ def test_access_log_is_one_json_line_with_the_request_id(client, headers):
     assert entry["duration_ms"] >= 0
 
 
+def test_access_log_can_be_switched_off(db_url, headers):
+    app = make_app(db_url, STET_AUTH_REQUIRED="false", STET_ACCESS_LOG="false")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.addHandler(handler)
+    try:
+        assert app.test_client().get(f"/v1/facts?{read_query()}", headers=headers).status_code == 200
+    finally:
+        logger.removeHandler(handler)
+        app.extensions["stet_pool"].close()
+    assert records == []
+
+
 def test_database_url_file_is_read_and_env_value_not_needed(tmp_path):
     secret = tmp_path / "database_url"
     secret.write_text("postgresql://stet:s3cret@db/stet\n")

@@ -48,13 +48,13 @@ def create_app(config: Settings | dict[str, str] | None = None) -> Flask:
     app.extensions["stet_read_counter"] = SyncedCounter()
     for blueprint in (corrections.bp, reads.bp, enforcement.bp, systems.bp, ops.bp):
         app.register_blueprint(blueprint)
-    _install_request_hooks(app)
+    _install_request_hooks(app, settings)
     _install_error_handlers(app)
     _configure_access_log()
     return app
 
 
-def _install_request_hooks(app: Flask) -> None:
+def _install_request_hooks(app: Flask, settings: Settings) -> None:
     @app.before_request
     def start_request() -> None:
         incoming = request.headers.get("X-Request-Id", "")
@@ -73,7 +73,8 @@ def _install_request_hooks(app: Flask) -> None:
             metrics.correction_requests.labels(str(response.status_code)).inc()
         elif endpoint == "/v1/facts":
             metrics.fact_requests.labels(str(response.status_code)).inc()
-        _log_access(response.status_code, elapsed)
+        if settings.access_log:
+            _log_access(response.status_code, elapsed)
         return response
 
 

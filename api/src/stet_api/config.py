@@ -60,6 +60,7 @@ class Settings:
     environment: str = "development"
     version: str = "unknown"
     auth_required: bool = True
+    access_log: bool = True
     rate_limit_writes_per_minute: int = 100
     db_pool_min: int = 1
     db_pool_max: int = 4
@@ -89,6 +90,7 @@ class Settings:
             environment=env.get("STET_ENV", "development"),
             version=env.get("STET_VERSION", "unknown"),
             auth_required=_bool(env, "STET_AUTH_REQUIRED", True),
+            access_log=_bool(env, "STET_ACCESS_LOG", True),
             rate_limit_writes_per_minute=_int(env, "STET_RATE_LIMIT_WRITES_PER_MINUTE", 100),
             db_pool_min=_int(env, "STET_DB_POOL_MIN", 1),
             db_pool_max=_int(env, "STET_DB_POOL_MAX", 4, minimum=1),
