@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import shlex
 import time
+import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import yaml
 from alerts import (
     DELIVERIES,
     FOR_SECONDS,
@@ -19,10 +21,13 @@ from alerts import (
     SCRAPE_SECONDS,
     Delivery,
     firing_now,
+    monitor_url,
     prometheus_values,
     wait_for,
 )
-from conftest import API_HOST, DB_HOST, MONITORING_TENANT, SECRETS, host, local_request, run_ok
+from conftest import API_HOST, DB_HOST, MONITORING_TENANT, REPO, SECRETS, host, local_request, run_ok
+
+ENVIRONMENT = yaml.safe_load((REPO / "inventories/pilot/group_vars/all.yml").read_text())["stet_env"]
 
 # Prometheus' alert: for: then two scrapes. The health-check job's own alert has no for:.
 BUDGET = FOR_SECONDS + 2 * SCRAPE_SECONDS
@@ -46,9 +51,12 @@ def sh(name: str, command: str) -> str:
 Expected = tuple[str, dict, float]  # alertname, labels it must carry, seconds it may take
 
 
-def prove(failure: str, expected: list[Expected], induce: Callable, repair: Callable):
-    """Induces the failure, waits for each expected alert's firing notification, repairs,
-    waits for each one's resolved notification."""
+def prove(
+    failure: str, expected: list[Expected], induce: Callable, repair: Callable, during: Callable | None = None
+):
+    """Induces the failure, waits for each expected alert's firing notification, runs
+    `during` (checks while the failure lasts), repairs, waits for each one's resolved
+    notification."""
     deliveries = []
     for alertname, labels, budget in expected:
         assert not firing_now(alertname, labels), f"{alertname} {labels} fires before the failure"
@@ -58,6 +66,8 @@ def prove(failure: str, expected: list[Expected], induce: Callable, repair: Call
     try:
         for (alertname, labels, budget), delivery in zip(expected, deliveries, strict=True):
             delivery.fired_after = wait_for(alertname, "firing", labels, started, timeout=budget + 60)
+        if during and all(d.fired_after is not None for d in deliveries):
+            during()
     finally:
         repair()
     repaired = time.time()
@@ -85,13 +95,43 @@ def test_a_stopped_api_instance():
     )
 
 
+def post_alert(labels: dict, ends_at: str | None = None) -> None:
+    """An alert posted to Alertmanager's API, as Prometheus or the health-check job would."""
+    alert = {"labels": labels, **({"endsAt": ends_at} if ends_at else {})}
+    body = shlex.quote(json.dumps([alert]))
+    run_ok(
+        API_HOST, f"curl -sf -H 'Content-Type: application/json' -d {body} {monitor_url(9093)}/api/v2/alerts"
+    )
+
+
 def test_a_stopped_database():
+    # A consequence of the outage (label depends_on=database, like the 5xx ratio or the
+    # latency alerts) posted while PostgreSQLDown fires: held back, never delivered.
+    consequence = {"alertname": "InhibitionProbe", "depends_on": "database", "environment": ENVIRONMENT}
+    inhibited = []
+
+    def during():
+        posted = time.time()
+        post_alert(consequence)
+        try:
+            time.sleep(2 * GROUP_INTERVAL_SECONDS)
+            query = "filter=" + urllib.parse.quote('alertname="InhibitionProbe"')
+            [probe] = json.loads(run_ok(API_HOST, f"curl -sf '{monitor_url(9093)}/api/v2/alerts?{query}'"))
+            status = probe["status"]
+            assert status["state"] == "suppressed" and status["inhibitedBy"], status
+            assert wait_for("InhibitionProbe", "firing", {}, posted, timeout=0) is None, "delivered"
+            inhibited.append(True)
+        finally:
+            post_alert(consequence, datetime.now(UTC).isoformat())
+
     prove(
         "stop PostgreSQL",
         [("PostgreSQLDown", {"host": DB_HOST}, BUDGET)],
         lambda: run_ok(DB_HOST, "systemctl stop postgresql@15-main") and None,
         lambda: run_ok(DB_HOST, "systemctl start postgresql@15-main"),
+        during,
     )
+    assert inhibited == [True]
 
 
 DISK = "/mnt/stet-disk-test"
