@@ -179,3 +179,47 @@ def test_an_idle_transaction_is_ended_by_the_server(db_url):
         assert pool.run(lambda cursor: cursor.execute("SELECT 1") or True, single_statement=True)
     finally:
         pool.close()
+
+
+def test_with_every_connection_stuck_a_request_is_refused_at_once(db_url):
+    """A database that stopped answering holds the pool; waiting for it would hold threads too."""
+    app = make_app(db_url, STET_DB_POOL_MAX="1", STET_DB_BUSY_FAIL_FAST_MS="500")
+    pool = app.extensions["stet_pool"]
+    stuck = threading.Thread(
+        target=pool.run,
+        args=(lambda cursor: cursor.execute("SELECT pg_sleep(2)"),),
+        kwargs={"single_statement": True},
+    )
+    try:
+        stuck.start()
+        time.sleep(0.7)
+        started = time.monotonic()
+        with pytest.raises(ApiError) as raised:
+            pool.run(lambda cursor: cursor.execute("SELECT 1"), single_statement=True)
+        assert time.monotonic() - started < 0.3
+        assert (raised.value.status, raised.value.code) == (503, "DATABASE_UNAVAILABLE")
+        stuck.join()
+        # Once the connection is back, requests wait for it again as usual.
+        assert pool.run(lambda cursor: cursor.execute("SELECT 1") or True, single_statement=True)
+    finally:
+        stuck.join()
+        pool.close()
+
+
+def test_a_request_waits_for_a_connection_busy_only_briefly(db_url):
+    app = make_app(db_url, STET_DB_POOL_MAX="1", STET_DB_BUSY_FAIL_FAST_MS="2000")
+    pool = app.extensions["stet_pool"]
+    busy = threading.Thread(
+        target=pool.run,
+        args=(lambda cursor: cursor.execute("SELECT pg_sleep(0.5)"),),
+        kwargs={"single_statement": True},
+    )
+    try:
+        busy.start()
+        time.sleep(0.1)
+        started = time.monotonic()
+        assert pool.run(lambda cursor: cursor.execute("SELECT 1") or True, single_statement=True)
+        assert time.monotonic() - started >= 0.3  # it waited for the connection, then got it
+    finally:
+        busy.join()
+        pool.close()

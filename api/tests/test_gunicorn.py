@@ -13,11 +13,12 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
-from helpers import apply_bundled_migrations, create_database, write_ledger
+from helpers import apply_bundled_migrations, connect, create_database, write_ledger
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_POSTGRES = REPO / "scripts" / "test-postgres"
@@ -53,10 +54,15 @@ def _wait_for(url: str, timeout: float = 20.0) -> None:
     raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
+# The served database's URL, for tests that act on it from a second session.
+SERVED = {}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     superuser_url = _cluster("start").strip()
     db_url = create_database(superuser_url, "stet_api_gunicorn")
+    SERVED["db_url"] = db_url
     apply_bundled_migrations(db_url)
     write_ledger(db_url)
     workdir = tmp_path_factory.mktemp("gunicorn")
@@ -140,6 +146,25 @@ def test_the_escalation_gauge_is_the_latest_evaluation_across_workers(server):
         if line.startswith(sample)
     ]
     assert samples == [f"{sample} 0.0"]
+
+
+def test_health_answers_at_once_while_every_database_request_hangs(server):
+    """More requests than threads, all stuck on the database: /health is not queued behind them."""
+    tenant = str(uuid.uuid4())
+    with connect(SERVED["db_url"], autocommit=False) as locker, locker.cursor() as cursor:
+        cursor.execute("LOCK TABLE corrections IN ACCESS EXCLUSIVE MODE")
+        with ThreadPoolExecutor(max_workers=40) as clients:
+            answers = [clients.submit(_facts, server, tenant) for _ in range(40)]
+            time.sleep(1.5)  # the connections have been busy past the fail-fast bound (1 s)
+            started = time.monotonic()
+            health = requests.get(f"{server}/health", timeout=10)
+            waited = time.monotonic() - started
+            locker.rollback()
+            statuses = [answer.result().status_code for answer in answers]
+    assert health.status_code == 200
+    assert waited < 1.0, waited
+    assert set(statuses) <= {200, 503}, statuses
+    assert 503 in statuses
 
 
 def test_service_survives_a_database_restart_without_being_restarted(server):

@@ -71,6 +71,7 @@ class Settings:
     db_keepalives_interval_seconds: int = 1
     db_keepalives_count: int = 2
     db_pool_wait_seconds: int = 5
+    db_busy_fail_fast_seconds: float = 1.0
     auth_cache_seconds: int = 10
     auth_unknown_key_lookups_per_second: int = 5
     rate_limit_reads_per_minute: int = 60000
@@ -103,6 +104,7 @@ class Settings:
             db_keepalives_interval_seconds=_int(env, "STET_DB_KEEPALIVES_INTERVAL_SECONDS", 1, minimum=1),
             db_keepalives_count=_int(env, "STET_DB_KEEPALIVES_COUNT", 2, minimum=1),
             db_pool_wait_seconds=_int(env, "STET_DB_POOL_WAIT_SECONDS", 5, minimum=1),
+            db_busy_fail_fast_seconds=_int(env, "STET_DB_BUSY_FAIL_FAST_MS", 1000, minimum=10) / 1000,
             auth_cache_seconds=_int(env, "STET_AUTH_CACHE_SECONDS", 10, minimum=1),
             auth_unknown_key_lookups_per_second=_int(
                 env, "STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND", 5, minimum=1

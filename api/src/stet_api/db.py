@@ -114,7 +114,9 @@ class ConnectionPool:
             f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms};"
             f" SET LOCAL idle_in_transaction_session_timeout = {settings.db_idle_in_transaction_timeout_ms};"
         )
+        self._fail_fast_after = settings.db_busy_fail_fast_seconds
         self._idle: list[tuple[int, Connection]] = []
+        self._busy: dict[object, float] = {}  # taken connection -> when it was taken
         self._in_use = 0
         self._generation = 0
         self._lock = threading.Lock()
@@ -129,28 +131,43 @@ class ConnectionPool:
         return psycopg2.connect(self._dsn, **self._connect_args)
 
     def acquire(self) -> tuple[Connection, bool]:
-        """Return (connection, reused); reused is False for a connection opened just now."""
+        """Return (connection, reused); reused is False for a connection opened just now.
+
+        When every connection is taken, wait for one, at most STET_DB_POOL_WAIT_SECONDS;
+        but once every taken connection has been busy for STET_DB_BUSY_FAIL_FAST_SECONDS
+        (the database stopped answering), refuse at once: the threads that would wait stay
+        free to answer /health and to refuse the next requests quickly.
+        """
+        deadline = time.monotonic() + self._wait_seconds
         with self._lock:
-            if not self._slot_free.wait_for(
-                lambda: self._idle or self._in_use < self._maxconn, self._wait_seconds
-            ):
-                raise DatabaseUnavailable()
+            while not (self._idle or self._in_use < self._maxconn):
+                now = time.monotonic()
+                if now >= deadline or max(self._busy.values(), default=now) < now - self._fail_fast_after:
+                    raise DatabaseUnavailable()
+                self._slot_free.wait(min(self._fail_fast_after / 4, deadline - now))
             self._in_use += 1
+            ticket = object()  # stands for the connection until there is one
+            self._busy[ticket] = time.monotonic()
             while self._idle:
                 generation, conn = self._idle.pop()
                 if generation == self._generation and not conn.closed:
+                    self._busy[conn] = self._busy.pop(ticket)
                     return conn, True
                 conn.close()
         try:
-            return self._connect(), False
+            conn = self._connect()
         except DRIVER_ERRORS:
-            self._return_slot()
+            self._return_slot(ticket)
             raise
+        with self._lock:
+            self._busy[conn] = self._busy.pop(ticket)
+        return conn, False
 
     def release(self, conn: Connection) -> None:
         with self._lock:
             if not conn.closed:
                 self._idle.append((self._generation, conn))
+            self._busy.pop(conn, None)
             self._in_use -= 1
             self._slot_free.notify()
 
@@ -159,10 +176,11 @@ class ConnectionPool:
         conn.close()
         with self._lock:
             self._generation += 1
-        self._return_slot()
+        self._return_slot(conn)
 
-    def _return_slot(self) -> None:
+    def _return_slot(self, holder: object) -> None:
         with self._lock:
+            self._busy.pop(holder, None)
             self._in_use -= 1
             self._slot_free.notify()
 

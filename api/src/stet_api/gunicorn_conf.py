@@ -11,10 +11,11 @@ from prometheus_client import multiprocess
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 # Threaded workers keep client connections alive (sync workers close each one) and overlap
-# one request's database wait with another's Python work. Each thread may hold a database
-# connection: STET_DB_POOL_MAX should be at least GUNICORN_THREADS.
+# one request's database wait with another's Python work. More threads than pooled
+# connections (STET_DB_POOL_MAX, 4): when the database stops answering, the threads
+# without a connection refuse at once (db.py) and keep /health answered.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # On SIGTERM (systemctl stop/restart) let in-flight requests finish.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
