@@ -14,7 +14,7 @@ description:
   - Computes the verifier PostgreSQL keeps in C(pg_authid.rolpassword) for a password
     (C(SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>)), so that
     C(CREATE ROLE ... PASSWORD) or C(community.postgresql.postgresql_user) sends the verifier,
-    never the password: the server's statement log (C(log_statement=ddl)) then never holds it.
+    never the password, and the server's statement log (C(log_statement=ddl)) never holds it.
   - When O(current) is a verifier of the same password, it is returned unchanged (same salt),
     so a re-run changes nothing; otherwise a new verifier with a random 16-byte salt.
   - The password is prepared with SASLprep as PostgreSQL does (and used as it is when SASLprep
