@@ -44,7 +44,12 @@ def make_app(db_url: str, **env: str):
 @pytest.fixture(scope="session")
 def legacy_app(db_url: str):
     """Auth off, as for legacy clients that send only X-Tenant-Id."""
-    app = make_app(db_url, STET_AUTH_REQUIRED="false", STET_RATE_LIMIT_WRITES_PER_MINUTE="0")
+    app = make_app(
+        db_url,
+        STET_AUTH_REQUIRED="false",
+        STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8",
+        STET_RATE_LIMIT_WRITES_PER_MINUTE="0",
+    )
     yield app
     app.extensions["stet_pool"].close()
 

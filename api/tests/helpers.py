@@ -75,8 +75,11 @@ def write_ledger(url: str, up_to_version: int | None = None) -> None:
                 )
 
 
-def create_api_key(url: str, tenant_id: str, name: str | None = None) -> tuple[str, str]:
-    """Store a key the way stet.ops.api_key does; return (key_id, token)."""
+def create_api_key(
+    url: str, tenant_id: str, name: str | None = None, scopes: list[str] | None = None
+) -> tuple[str, str]:
+    """Store a key the way stet.ops.api_key does (scopes None: the column default, every
+    scope); return (key_id, token)."""
     key_id = uuid.uuid4()
     secret = secrets.token_urlsafe(32)
     with connect(url) as conn, conn.cursor() as cursor:
@@ -89,6 +92,8 @@ def create_api_key(url: str, tenant_id: str, name: str | None = None) -> tuple[s
                 hashlib.sha256(secret.encode()).hexdigest(),
             ),
         )
+        if scopes is not None:
+            cursor.execute("UPDATE api_keys SET scopes = %s WHERE key_id = %s", (scopes, str(key_id)))
     return str(key_id), f"stet_{key_id.hex}_{secret}"
 
 

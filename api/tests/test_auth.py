@@ -165,3 +165,78 @@ def test_auth_is_checked_before_validation_and_tenant_still_required(secure, ten
 def test_legacy_clients_with_only_a_tenant_header_work_when_auth_is_off(client, tenant):
     response = client.post("/v1/corrections", json=correction(), headers={"X-Tenant-Id": tenant})
     assert response.status_code == 201
+
+
+# --- STET_AUTH_REQUIRED=false: X-Tenant-Id alone, only from the named client networks.
+
+
+@pytest.fixture
+def auth_off_app(db_url):
+    app = make_app(
+        db_url,
+        STET_AUTH_REQUIRED="false",
+        STET_UNAUTHENTICATED_NETWORKS="192.0.2.0/24",
+        STET_RATE_LIMIT_WRITES_PER_MINUTE="0",
+    )
+    yield app
+    app.extensions["stet_pool"].close()
+
+
+def _from(address):
+    return {"REMOTE_ADDR": address}
+
+
+def test_auth_off_trusts_x_tenant_id_only_from_named_networks(auth_off_app, tenant):
+    client = auth_off_app.test_client()
+    headers = {"X-Tenant-Id": tenant}
+    inside = client.post(
+        "/v1/corrections", json=correction(), headers=headers, environ_base=_from("192.0.2.10")
+    )
+    assert inside.status_code == 201
+    for outside in ("127.0.0.1", "198.51.100.7"):
+        refused = client.get(f"/v1/facts?{read_query()}", headers=headers, environ_base=_from(outside))
+        assert refused.status_code == 401
+        assert refused.get_json()["error"]["code"] == "UNAUTHENTICATED"
+
+
+def test_auth_off_still_checks_a_presented_key_and_its_scopes(auth_off_app, db_url, tenant):
+    client = auth_off_app.test_client()
+    _, enforcer = create_api_key(db_url, tenant, scopes=["enforce"])
+    outside = _from("198.51.100.7")
+    # Outside the named networks a key works as with auth on...
+    heartbeat = {"system_id": "s", "enforced_correction_version": "2026-01-01T00:00:00Z"}
+    ok = client.post(
+        "/v1/enforcement/heartbeat", json=heartbeat, headers=_auth(tenant, enforcer), environ_base=outside
+    )
+    assert ok.status_code == 201
+    # ...and inside them a presented key is not bypassed: its scopes still apply.
+    refused = client.get(
+        f"/v1/facts?{read_query()}", headers=_auth(tenant, enforcer), environ_base=_from("192.0.2.10")
+    )
+    assert refused.status_code == 403
+    assert refused.get_json()["error"]["code"] == "MISSING_SCOPE"
+
+
+def test_auth_off_behind_a_trusted_proxy_uses_the_forwarded_client(auth_off_app, tenant):
+    client = auth_off_app.test_client()
+    headers = {"X-Tenant-Id": tenant}
+    forwarded_inside = {**headers, "X-Forwarded-For": "192.0.2.10"}
+    forwarded_outside = {**headers, "X-Forwarded-For": "198.51.100.7"}
+    url = f"/v1/facts?{read_query()}"
+    assert client.get(url, headers=forwarded_inside, environ_base=_from("127.0.0.1")).status_code == 200
+    assert client.get(url, headers=forwarded_outside, environ_base=_from("127.0.0.1")).status_code == 401
+
+
+def test_auth_off_is_logged_loudly_at_start(db_url, caplog):
+    with caplog.at_level("WARNING", logger="stet_api"):
+        app = make_app(db_url, STET_AUTH_REQUIRED="false", STET_UNAUTHENTICATED_NETWORKS="192.0.2.0/24")
+    app.extensions["stet_pool"].close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("STET_AUTH_REQUIRED=false" in w and "192.0.2.0/24" in w for w in warnings), warnings
+
+
+def test_auth_on_logs_no_such_warning(db_url, caplog):
+    with caplog.at_level("WARNING", logger="stet_api"):
+        app = make_app(db_url)
+    app.extensions["stet_pool"].close()
+    assert not [r for r in caplog.records if "STET_AUTH_REQUIRED" in r.getMessage()]

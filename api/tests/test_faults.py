@@ -22,6 +22,7 @@ def impatient_app(db_url):
     app = make_app(
         db_url,
         STET_AUTH_REQUIRED="false",
+        STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8",
         STET_RATE_LIMIT_WRITES_PER_MINUTE="0",
         STET_DB_STATEMENT_TIMEOUT_MS="500",
     )

@@ -79,6 +79,7 @@ def server(tmp_path_factory):
         "GUNICORN_WORKERS": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "STET_AUTH_REQUIRED": "false",
+        "STET_UNAUTHENTICATED_NETWORKS": "127.0.0.0/8",
         "STET_DB_CONNECT_TIMEOUT_SECONDS": "1",
     }
     process = subprocess.Popen(

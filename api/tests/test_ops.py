@@ -18,7 +18,13 @@ UNREACHABLE_DB = "postgresql://nobody:nothing@127.0.0.1:1/none"
 
 @pytest.fixture
 def dead_db_client():
-    app = create_app({"DATABASE_URL": UNREACHABLE_DB, "STET_AUTH_REQUIRED": "false"})
+    app = create_app(
+        {
+            "DATABASE_URL": UNREACHABLE_DB,
+            "STET_AUTH_REQUIRED": "false",
+            "STET_UNAUTHENTICATED_NETWORKS": "127.0.0.0/8",
+        }
+    )
     yield app.test_client()
     app.extensions["stet_pool"].close()
 
@@ -120,7 +126,12 @@ def test_access_log_is_one_json_line_with_the_request_id(client, headers):
 
 
 def test_access_log_can_be_switched_off(db_url, headers):
-    app = make_app(db_url, STET_AUTH_REQUIRED="false", STET_ACCESS_LOG="false")
+    app = make_app(
+        db_url,
+        STET_AUTH_REQUIRED="false",
+        STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8",
+        STET_ACCESS_LOG="false",
+    )
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append
@@ -138,7 +149,13 @@ def test_database_url_file_is_read_and_env_value_not_needed(tmp_path):
     secret = tmp_path / "database_url"
     secret.write_text("postgresql://stet:s3cret@db/stet\n")
     os.chmod(secret, 0o600)
-    settings = Settings.from_env({"DATABASE_URL_FILE": str(secret), "STET_AUTH_REQUIRED": "false"})
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL_FILE": str(secret),
+            "STET_AUTH_REQUIRED": "false",
+            "STET_UNAUTHENTICATED_NETWORKS": "127.0.0.0/8",
+        }
+    )
     assert settings.database_url == "postgresql://stet:s3cret@db/stet"
     assert settings.auth_required is False
     assert "s3cret" not in repr(settings)
@@ -152,6 +169,15 @@ def test_database_url_file_is_read_and_env_value_not_needed(tmp_path):
         ({"DATABASE_URL": "postgresql://x", "STET_HEARTBEAT_INTERVAL_SECONDS": "soon"}, "integer"),
         ({"DATABASE_URL": "postgresql://x", "STET_AUTH_REQUIRED": "perhaps"}, "true or false"),
         ({"DATABASE_URL": "postgresql://x", "STET_DB_POOL_MIN": "9", "STET_DB_POOL_MAX": "2"}, "POOL_MIN"),
+        ({"DATABASE_URL": "postgresql://x", "STET_AUTH_REQUIRED": "false"}, "STET_UNAUTHENTICATED_NETWORKS"),
+        (
+            {
+                "DATABASE_URL": "postgresql://x",
+                "STET_AUTH_REQUIRED": "false",
+                "STET_UNAUTHENTICATED_NETWORKS": "10.0.0.0/33",
+            },
+            "STET_UNAUTHENTICATED_NETWORKS: .*10.0.0.0/33",
+        ),
     ],
 )
 def test_bad_configuration_fails_with_a_clear_message(env, message):

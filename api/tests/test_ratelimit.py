@@ -49,7 +49,12 @@ def test_each_key_has_its_own_budget(limited_apps, db_url, tenant):
 
 
 def test_without_keys_clients_are_told_apart_by_address(db_url, tenant):
-    app = make_app(db_url, STET_AUTH_REQUIRED="false", STET_RATE_LIMIT_WRITES_PER_MINUTE="1")
+    app = make_app(
+        db_url,
+        STET_AUTH_REQUIRED="false",
+        STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8,203.0.113.0/24,198.51.100.0/24",
+        STET_RATE_LIMIT_WRITES_PER_MINUTE="1",
+    )
     client = app.test_client()
     headers = {"X-Tenant-Id": tenant}
 

@@ -129,7 +129,12 @@ def _history(client, headers, **extra):
 
 
 def test_history_pages_with_a_bounded_size_and_a_cursor(db_url, tenant):
-    app = make_app(db_url, STET_AUTH_REQUIRED="false", STET_HISTORY_PAGE_MAX="3")
+    app = make_app(
+        db_url,
+        STET_AUTH_REQUIRED="false",
+        STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8",
+        STET_HISTORY_PAGE_MAX="3",
+    )
     client = app.test_client()
     headers = {"X-Tenant-Id": tenant}
     try:

@@ -32,6 +32,7 @@ def fuzz_app(db_url):
     app = make_app(
         db_url,
         STET_AUTH_REQUIRED="false",
+        STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8",
         STET_RATE_LIMIT_WRITES_PER_MINUTE="0",
         STET_RATE_LIMIT_READS_PER_MINUTE="0",
         STET_RATE_LIMIT_HEARTBEATS_PER_MINUTE="0",

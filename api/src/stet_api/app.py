@@ -51,7 +51,18 @@ def create_app(config: Settings | dict[str, str] | None = None) -> Flask:
     _install_request_hooks(app, settings)
     _install_error_handlers(app)
     _configure_access_log()
+    if not settings.auth_required:
+        _warn_auth_off(settings)
     return app
+
+
+def _warn_auth_off(settings: Settings) -> None:
+    networks = ", ".join(str(network) for network in settings.unauthenticated_networks)
+    logging.getLogger("stet_api").warning(
+        "STET_AUTH_REQUIRED=false: requests without an API key from %s are trusted on their"
+        " X-Tenant-Id alone, for every tenant; every other client still needs a key",
+        networks,
+    )
 
 
 def _install_request_hooks(app: Flask, settings: Settings) -> None:

@@ -8,12 +8,24 @@ times per second and process (default 5): past that, the request is refused with
 without asking the database, so random tokens cannot turn into database load (a known
 key's refresh after its cache period is not counted). The price:
 during such a flood, the first request with a brand-new key may be refused once.
+
+Each key carries scopes (migration 011): read (facts, history, enforcement status, the
+expected systems list), write (corrections, revoke), enforce (heartbeats only) and admin
+(expected systems). An endpoint names the scope it needs; a key without it gets 403
+MISSING_SCOPE naming the scope. A scope change, like a revocation, takes effect within the
+cache period.
+
+With STET_AUTH_REQUIRED=false, X-Tenant-Id alone is the credential, so it is accepted only
+from the client networks in STET_UNAUTHENTICATED_NETWORKS (required then): any other client
+still needs a key. Such a caller has every scope, as every caller had before scopes: the
+switch keeps its old meaning, confined to the networks named.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import threading
 import time
@@ -25,6 +37,8 @@ from flask import current_app, request
 from stet_api import queries
 from stet_api.errors import ApiError, validation_error
 
+SCOPES = ("read", "write", "enforce", "admin")
+UNAUTHENTICATED_SCOPES = frozenset(SCOPES)
 TOKEN_PATTERN = re.compile(r"stet_(?P<key_id>[0-9a-f]{32})_(?P<secret>[A-Za-z0-9_-]{43,256})")
 # Compared against when a key id is unknown, so that path costs what a real check does.
 _UNKNOWN_KEY_HASH = hashlib.sha256(b"no such key").hexdigest()
@@ -34,12 +48,14 @@ _UNKNOWN_KEY_HASH = hashlib.sha256(b"no such key").hexdigest()
 class Caller:
     tenant_id: uuid.UUID
     key_id: uuid.UUID | None
+    scopes: frozenset[str]
 
 
 @dataclass(frozen=True)
 class _CachedKey:
     tenant_id: uuid.UUID | None  # None: no active key with this id
     secret_hash: str
+    scopes: frozenset[str]
     expires: float
 
 
@@ -87,6 +103,7 @@ class KeyCache:
         entry = _CachedKey(
             row["tenant_id"] if row else None,
             row["secret_hash"] if row else _UNKNOWN_KEY_HASH,
+            frozenset(row["scopes"]) if row else frozenset(),
             now + self._ttl,
         )
         self._entries[key_id] = entry
@@ -115,12 +132,26 @@ def _unauthenticated(message: str) -> ApiError:
     return ApiError(401, "UNAUTHENTICATED", message, headers={"WWW-Authenticate": 'Bearer realm="stet"'})
 
 
-def authenticate() -> Caller:
-    """The calling tenant, proven by its API key unless auth is switched off."""
+def _from_unauthenticated_network() -> bool:
+    # Imported here: ratelimit imports Caller from this module.
+    from stet_api.ratelimit import client_address
+
+    try:
+        address = ipaddress.ip_address(client_address())
+    except ValueError:
+        return False
+    return any(address in network for network in current_app.config["STET"].unauthenticated_networks)
+
+
+def authenticate(scope: str) -> Caller:
+    """The calling tenant, proven by its API key, holding ``scope``; 401/403 otherwise.
+
+    With auth switched off, a client from a named network is taken at its X-Tenant-Id.
+    """
     tenant_id = tenant_from_header()
-    if not current_app.config["STET"].auth_required:
-        return Caller(tenant_id, None)
     token = _presented_token()
+    if not token and not current_app.config["STET"].auth_required and _from_unauthenticated_network():
+        return _with_scope(Caller(tenant_id, None, UNAUTHENTICATED_SCOPES), scope)
     if not token:
         raise _unauthenticated("an API key is required (Authorization: Bearer <token>)")
     match = TOKEN_PATTERN.fullmatch(token)
@@ -134,4 +165,15 @@ def authenticate() -> Caller:
         raise _unauthenticated("the API key is unknown or revoked")
     if key.tenant_id != tenant_id:
         raise ApiError(403, "FORBIDDEN", "the API key does not belong to the tenant named in X-Tenant-Id")
-    return Caller(tenant_id, key_id)
+    return _with_scope(Caller(tenant_id, key_id, key.scopes), scope)
+
+
+def _with_scope(caller: Caller, scope: str) -> Caller:
+    if scope not in caller.scopes:
+        raise ApiError(
+            403,
+            "MISSING_SCOPE",
+            f"this request needs the {scope!r} scope; the API key has {', '.join(sorted(caller.scopes))}",
+            details={"required_scope": scope, "key_scopes": sorted(caller.scopes)},
+        )
+    return caller

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,17 @@ def _database_url(env: dict[str, str]) -> str:
     return url
 
 
+def _networks(env: dict[str, str], name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for item in env.get(name, "").split(","):
+        if item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item.strip()))
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+    return tuple(networks)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(repr=False)
@@ -60,6 +72,8 @@ class Settings:
     environment: str = "development"
     version: str = "unknown"
     auth_required: bool = True
+    # With auth off, the client networks whose requests X-Tenant-Id alone authenticates.
+    unauthenticated_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     access_log: bool = True
     rate_limit_writes_per_minute: int = 100
     db_pool_min: int = 1
@@ -91,6 +105,7 @@ class Settings:
             environment=env.get("STET_ENV", "development"),
             version=env.get("STET_VERSION", "unknown"),
             auth_required=_bool(env, "STET_AUTH_REQUIRED", True),
+            unauthenticated_networks=_networks(env, "STET_UNAUTHENTICATED_NETWORKS"),
             access_log=_bool(env, "STET_ACCESS_LOG", True),
             rate_limit_writes_per_minute=_int(env, "STET_RATE_LIMIT_WRITES_PER_MINUTE", 100),
             db_pool_min=_int(env, "STET_DB_POOL_MIN", 1),
@@ -119,6 +134,11 @@ class Settings:
                 else cls.trusted_proxies
             ),
         )
+        if not settings.auth_required and not settings.unauthenticated_networks:
+            raise ConfigError(
+                "STET_AUTH_REQUIRED=false makes X-Tenant-Id the only credential: name the client"
+                " networks it is accepted from in STET_UNAUTHENTICATED_NETWORKS (comma-separated CIDRs)"
+            )
         if settings.db_pool_min > settings.db_pool_max:
             raise ConfigError("STET_DB_POOL_MIN must not exceed STET_DB_POOL_MAX")
         return settings

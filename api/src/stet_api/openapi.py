@@ -18,6 +18,10 @@ UUID = v.Uuid().schema()
 NULLABLE_UUID = v.Uuid(nullable=True).schema()
 TIMESTAMP = {"type": "string", "format": "date-time"}
 NULLABLE_TIMESTAMP = {**TIMESTAMP, "nullable": True}
+ERASED_AT = {
+    **NULLABLE_TIMESTAMP,
+    "description": "when a revoke with erase scrubbed the value (which is then null); else null",
+}
 # What the API answers with: stored values, not bounded like requests.
 ACTOR_OUT = {
     "type": "object",
@@ -97,6 +101,7 @@ SCHEMAS: dict[str, Any] = {
             "revoked_at": TIMESTAMP,
             "reason": STRING,
             "revoked_by": ACTOR_OUT,
+            "erased_at": ERASED_AT,
         }
     ),
     "Facts": _object(
@@ -130,6 +135,7 @@ SCHEMAS: dict[str, Any] = {
                         "status": {"type": "string", "enum": ["ACTIVE", "SUPERSEDED", "REVOKED"]},
                         "supersedes": NULLABLE_UUID,
                         "created_at": TIMESTAMP,
+                        "erased_at": ERASED_AT,
                         "actor": ACTOR_OUT,
                     }
                 ),

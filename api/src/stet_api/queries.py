@@ -106,7 +106,7 @@ def revoke_correction(
         " revoked_by_type = %s, revoked_by_id = %s"
         " WHERE tenant_id = %s AND correction_id = %s AND status <> 'REVOKED'"
         " RETURNING correction_id, status, revoked_at, revoked_reason AS reason,"
-        "   json_build_object('type', revoked_by_type, 'id', revoked_by_id) AS revoked_by",
+        "   json_build_object('type', revoked_by_type, 'id', revoked_by_id) AS revoked_by, erased_at",
         (reason, actor["type"], actor["id"], tenant_id, correction_id),
     )
     return _first_row(cursor)
@@ -115,11 +115,29 @@ def revoke_correction(
 def revoked_correction(cursor: Cursor, tenant_id: uuid.UUID, correction_id: uuid.UUID) -> dict | None:
     cursor.execute(
         "SELECT correction_id, status, revoked_at, revoked_reason AS reason,"
-        "   json_build_object('type', revoked_by_type, 'id', revoked_by_id) AS revoked_by FROM corrections"
-        " WHERE tenant_id = %s AND correction_id = %s AND status = 'REVOKED'",
+        "   json_build_object('type', revoked_by_type, 'id', revoked_by_id) AS revoked_by, erased_at"
+        " FROM corrections WHERE tenant_id = %s AND correction_id = %s AND status = 'REVOKED'",
         (tenant_id, correction_id),
     )
     return _first_row(cursor)
+
+
+def erase_revoked_value(cursor: Cursor, tenant_id: uuid.UUID, correction_id: uuid.UUID) -> None:
+    """Scrub a revoked correction's value, and the hash of its request body (a low-entropy
+    value could be found again by hashing guesses). A retry of that request then gets 409."""
+    cursor.execute(
+        "UPDATE corrections SET value = 'null'::jsonb, erased_at = COALESCE(erased_at, now())"
+        " WHERE tenant_id = %s AND correction_id = %s AND status = 'REVOKED'"
+        " RETURNING idempotency_key",
+        (tenant_id, correction_id),
+    )
+    row = cursor.fetchone()
+    if row is not None:
+        cursor.execute(
+            "UPDATE idempotency SET payload_hash = 'erased'"
+            " WHERE tenant_id = %s AND key = %s AND correction_id = %s",
+            (tenant_id, row[0], correction_id),
+        )
 
 
 @dataclass(frozen=True)
@@ -172,7 +190,7 @@ def permitted_history(
 ) -> list[dict[str, Any]]:
     """One page, newest first; after: the (created_at, correction_id) of the previous page's last row."""
     cursor.execute(
-        "SELECT correction_id, field_key, value, class, status, supersedes, created_at, "
+        "SELECT correction_id, field_key, value, class, status, supersedes, created_at, erased_at, "
         "json_build_object('type', actor_type, 'id', actor_id) AS actor FROM corrections"
         " WHERE tenant_id = %(tenant_id)s AND subject_type = %(subject_type)s"
         "   AND subject_id = %(subject_id)s"
@@ -279,7 +297,8 @@ def expected_systems(cursor: Cursor, tenant_id: uuid.UUID) -> list[dict[str, Any
 
 def api_key(cursor: Cursor, key_id: uuid.UUID) -> dict[str, Any] | None:
     cursor.execute(
-        "SELECT tenant_id, secret_hash FROM api_keys WHERE key_id = %s AND revoked_at IS NULL", (key_id,)
+        "SELECT tenant_id, secret_hash, scopes FROM api_keys WHERE key_id = %s AND revoked_at IS NULL",
+        (key_id,),
     )
     return _first_row(cursor)
 

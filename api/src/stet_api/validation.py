@@ -156,6 +156,19 @@ class TextList(Field):
 
 
 @dataclass(frozen=True)
+class Flag(Field):
+    description: str = ""
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean", "description": self.description}
+
+    def check(self, value: Any, field: str) -> bool:
+        if not isinstance(value, bool):
+            raise validation_error(f"{field} must be true or false", field)
+        return value
+
+
+@dataclass(frozen=True)
 class Choice(Field):
     values: tuple[str, ...]
 
@@ -258,7 +271,15 @@ CORRECTION_REQUEST = Obj(
     },
     {"supersedes": Uuid(nullable=True)},
 )
-REVOKE_REQUEST = Obj({"reason": Text(MAX_REASON), "actor": ACTOR})
+REVOKE_REQUEST = Obj(
+    {"reason": Text(MAX_REASON), "actor": ACTOR},
+    {
+        "erase": Flag(
+            "true: also scrub the value (it becomes null, in the table and in history); "
+            "allowed on an already revoked correction"
+        )
+    },
+)
 HEARTBEAT_REQUEST = Obj({"system_id": Text(), "enforced_correction_version": Timestamp()})
 
 

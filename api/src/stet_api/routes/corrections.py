@@ -37,7 +37,7 @@ def _created(correction_id: uuid.UUID, supersedes: uuid.UUID | None, created_at:
 
 @bp.post("/v1/corrections")
 def create_correction():
-    caller = authenticate()
+    caller = authenticate("write")
     enforce_write_limit(caller)
     body = json_body()
     fields = correction_request(body)
@@ -96,7 +96,7 @@ def _write(cursor: Cursor, caller: Caller, fields: dict[str, Any], payload_hash:
 
 @bp.post("/v1/corrections/<correction_id>/revoke")
 def revoke_correction(correction_id: str):
-    caller = authenticate()
+    caller = authenticate("write")
     enforce_write_limit(caller)
     target = CORRECTION_ID.parse_raw(correction_id, CORRECTION_ID.name)
     fields = revoke_request(json_body())
@@ -109,6 +109,9 @@ def revoke_correction(correction_id: str):
             revoked = queries.revoked_correction(cursor, caller.tenant_id, target)
         if revoked is None:
             raise not_found("no correction with this id in this tenant")
+        if fields.get("erase"):
+            queries.erase_revoked_value(cursor, caller.tenant_id, target)
+            revoked = queries.revoked_correction(cursor, caller.tenant_id, target)
         return revoked
 
     return jsonify(pool().run(revoke)), 200

@@ -18,7 +18,7 @@ bp = Blueprint("enforcement", __name__)
 
 @bp.post("/v1/enforcement/heartbeat")
 def heartbeat():
-    caller = authenticate()
+    caller = authenticate("enforce")
     enforce_heartbeat_limit(caller)
     fields = heartbeat_request(json_body())
     stored = pool().run(
@@ -69,7 +69,7 @@ def _evaluate(caller: Caller) -> tuple[datetime, list[dict[str, Any]]]:
 
 @bp.get("/v1/enforcement/status")
 def status():
-    caller = authenticate()
+    caller = authenticate("read")
     enforce_read_limit(caller)
     evaluated_at, systems = _evaluate(caller)
     config = settings()
@@ -85,7 +85,7 @@ def status():
 
 @bp.get("/v1/enforcement/escalation")
 def escalation():
-    caller = authenticate()
+    caller = authenticate("read")
     enforce_read_limit(caller)
     evaluated_at, systems = _evaluate(caller)
     counts = {state: sum(1 for s in systems if s["status"] == state) for state in ("OK", "STALE", "MISSING")}

@@ -25,7 +25,7 @@ bp = Blueprint("reads", __name__)
 
 
 def _read_scope() -> queries.ReadScope:
-    caller = authenticate()
+    caller = authenticate("read")
     enforce_read_limit(caller)
     return queries.ReadScope(
         tenant_id=caller.tenant_id,

@@ -16,7 +16,7 @@ bp = Blueprint("systems", __name__)
 
 @bp.get("/v1/enforcement/systems")
 def list_systems():
-    caller = authenticate()
+    caller = authenticate("read")
     enforce_read_limit(caller)
     rows = pool().run(lambda cursor: queries.expected_systems(cursor, caller.tenant_id))
     return jsonify({"systems": rows})
@@ -24,7 +24,7 @@ def list_systems():
 
 @bp.put("/v1/enforcement/systems/<system_id>")
 def expect_system(system_id: str):
-    caller = authenticate()
+    caller = authenticate("admin")
     enforce_write_limit(caller)
     system_id = SYSTEM_ID.parse_raw(system_id, SYSTEM_ID.name)
     created = pool().run(lambda cursor: queries.add_expected_system(cursor, caller.tenant_id, system_id))
@@ -33,7 +33,7 @@ def expect_system(system_id: str):
 
 @bp.delete("/v1/enforcement/systems/<system_id>")
 def forget_system(system_id: str):
-    caller = authenticate()
+    caller = authenticate("admin")
     enforce_write_limit(caller)
     system_id = SYSTEM_ID.parse_raw(system_id, SYSTEM_ID.name)
     if not pool().run(lambda cursor: queries.remove_expected_system(cursor, caller.tenant_id, system_id)):
