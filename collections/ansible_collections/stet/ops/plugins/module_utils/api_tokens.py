@@ -30,3 +30,18 @@ def token_matches(token, key_id, secret_hash):
     if match is None or uuid.UUID(hex=match["key_id"]) != uuid.UUID(str(key_id)):
         return False
     return hmac.compare_digest(hash_secret(match["secret"]), secret_hash)
+
+
+# What a key may do (the API's migration 011): read (facts, history, enforcement status),
+# write (corrections, revoke), enforce (heartbeats only), admin (expected systems).
+SCOPES = ("read", "write", "enforce", "admin")
+
+
+def canonical_scopes(scopes):
+    """``scopes`` without duplicates, in the order of SCOPES; ValueError naming an unknown one."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scopes {', '.join(unknown)}; known: {', '.join(SCOPES)}")
+    if not scopes:
+        raise ValueError(f"scopes must name at least one of {', '.join(SCOPES)}")
+    return [scope for scope in SCOPES if scope in scopes]

@@ -261,6 +261,7 @@ def api(tmp_path_factory):
         STET_HEARTBEAT_INTERVAL_SECONDS="60",
         STET_HEARTBEAT_GRACE_MULTIPLIER="2",
         STET_AUTH_REQUIRED="true",
+        STET_AUTH_CACHE_SECONDS="1",  # a key's scope change is seen within a second
         STET_ENV="integration",
     )
     environment.pop("DATABASE_URL", None)

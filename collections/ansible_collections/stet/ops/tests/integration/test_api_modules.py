@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest import free_port
@@ -18,10 +20,19 @@ def tenant_id():
 
 @pytest.fixture
 def manage_key(run_playbook, api, tenant_id, tmp_path):
-    def manage(state=None, token_file=tmp_path / "monitor.token", tenant=None, name="monitor", check=False):
+    def manage(
+        state=None,
+        token_file=tmp_path / "monitor.token",
+        tenant=None,
+        name="monitor",
+        check=False,
+        scopes=None,
+    ):
         variables = dict(dsn_file=api.database.dsn_file, tenant_id=tenant or tenant_id, key_name=name)
         if state:
             variables["key_state"] = state
+        if scopes is not None:
+            variables["key_scopes"] = scopes
         if token_file:
             variables["token_file"] = token_file
         hidden = [api.database.password]
@@ -92,6 +103,69 @@ def test_api_key_create_unchanged_rotate_revoke(manage_key, enforcement, api, te
     assert not token_file.exists() and active_keys(api, tenant_id) == []
     assert enforcement(old_token_file).result.get("error_code") == "UNAUTHENTICATED"
     assert not manage_key("absent").result["changed"]
+
+
+def stored_scopes(api, tenant_id, name="monitor"):
+    return api.database.query(
+        "SELECT scopes FROM api_keys WHERE tenant_id = %s AND name = %s AND revoked_at IS NULL",
+        (tenant_id, name),
+    )
+
+
+def test_scopes_are_set_idempotently_with_check_mode_and_diff(
+    manage_key, enforcement, heartbeat, api, tenant_id
+):
+    created = manage_key(scopes=["read"])
+    assert created.rc == 0 and created.result["changed"] and created.result["scopes"] == ["read"]
+    assert stored_scopes(api, tenant_id) == [(["read"],)]
+    token_file = created.result["token_file"]
+    assert enforcement(token_file).rc == 0, "a read key reads the escalation"
+    refused = heartbeat(token_file, "billing")
+    assert refused.rc != 0 and (refused.result["status"], refused.result["error_code"]) == (
+        403,
+        "MISSING_SCOPE",
+    )
+
+    again = manage_key(scopes=["read", "read"])
+    assert again.rc == 0 and not again.result["changed"] and again.result["scopes"] == ["read"]
+
+    predicted = manage_key(scopes=["enforce"], check=True)
+    assert predicted.rc == 0 and predicted.result["changed"] and predicted.result["scopes"] == ["enforce"]
+    diff = predicted.result["diff"]
+    assert "scopes: read\n" in diff["before"] and "scopes: enforce\n" in diff["after"]
+    assert stored_scopes(api, tenant_id) == [(["read"],)], "check mode changed the scopes"
+
+    token = Path(token_file).read_text()
+    changed = manage_key(scopes=["enforce"])
+    assert changed.rc == 0 and changed.result["changed"]
+    assert changed.result["key_id"] == created.result["key_id"] and Path(token_file).read_text() == token
+    assert stored_scopes(api, tenant_id) == [(["enforce"],)]
+    time.sleep(1.2)  # the API's key cache period in these tests
+    assert heartbeat(token_file, "billing").rc == 0
+    forbidden = enforcement(token_file)
+    assert (forbidden.result["status"], forbidden.result["error_code"]) == (403, "MISSING_SCOPE")
+    assert manage_key(scopes=["enforce"]).result["changed"] is False
+
+
+def test_omitted_scopes_keep_what_the_key_has_and_rotation_inherits_them(manage_key, api, tenant_id):
+    manage_key(scopes=["read", "admin"])
+    kept = manage_key()
+    assert not kept.result["changed"] and kept.result["scopes"] == ["read", "admin"]
+    rotated = manage_key("rotated")
+    assert rotated.result["changed"] and rotated.result["scopes"] == ["read", "admin"]
+    assert stored_scopes(api, tenant_id) == [(["read", "admin"],)]
+
+
+def test_a_key_made_without_scopes_has_every_scope(manage_key, api, tenant_id):
+    created = manage_key()
+    assert created.result["scopes"] == ["read", "write", "enforce", "admin"]
+    assert stored_scopes(api, tenant_id) == [(["read", "write", "enforce", "admin"],)]
+
+
+def test_an_unknown_scope_fails_before_anything_changes(manage_key, api, tenant_id):
+    failed = manage_key(scopes=["read", "root"])
+    assert failed.rc != 0 and "root" in failed.result["msg"]
+    assert stored_scopes(api, tenant_id) == []
 
 
 def test_present_refuses_a_token_file_that_does_not_hold_the_active_key(manage_key, api, tenant_id, tmp_path):
