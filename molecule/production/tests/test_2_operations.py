@@ -1,28 +1,52 @@
-"""The operational playbooks against the running topology: a rolling deploy under
-continuous load, a deploy whose health gate fails, rollback, backup and test restore."""
+"""The release lifecycle under continuous reads and writes through the load balancer, in one
+sequence: deploy v2 (adds a migration) -> rollback to v1 (older code on the newer schema) ->
+site.yml -> deploy v2 again -> a v3 whose gate fails (the roll stops after host 1, which stays
+drained through a run of the nginx role) -> rollback; then backup, migrate.yml and restore.yml
+for real. tests/test_3_scale.py goes on with scale.yml and a last site.yml."""
 
 from __future__ import annotations
+
+import uuid
 
 from conftest import (
     API_HOSTS,
     INITIAL_VERSION,
+    NEXT,
+    NEXT_MIGRATION,
     PRIMARY,
+    REPO_SITE,
+    SOURCE_DIR,
+    TOPOLOGY,
+    address_of,
     api,
+    applied_schema,
+    assert_same_manifest,
     current_release,
+    drained_hosts,
+    link,
     load,
     main_pids,
     on_release,
     playbook,
     release_of,
     run_ok,
+    step,
 )
 
-NEXT = "v1.2.2-test"
-BROKEN = "v1.2.3-broken"
+BROKEN = "v1.3.1-broken"
+# Manifest sha256 per release id, as first seen: the same id must keep naming these bytes.
+MANIFESTS: dict[str, str] = {}
 
 
-def drained_servers() -> str:
-    return run_ok("stet-prod-lb", "grep -c ' down ' /etc/nginx/sites-available/stet || true").strip()
+def deploy(release: str, source, *extra: str):
+    return playbook(
+        "deploy.yml", "-e", f"stet_version={release}", "-e", f"stet_api_source_dir={source}", *extra
+    )
+
+
+def words(output: str) -> str:
+    """A playbook's output with its line wrapping undone (the callback wraps long messages)."""
+    return " ".join(output.split())
 
 
 def assert_every_host_runs(version: str) -> None:
@@ -30,26 +54,133 @@ def assert_every_host_runs(version: str) -> None:
         assert release_of(name) == on_release(version), name
 
 
-def test_rolling_deploy_under_load_loses_no_request(client):
+def assert_manifest(release: str) -> None:
+    sha = assert_same_manifest(release, API_HOSTS)
+    assert MANIFESTS.setdefault(release, sha) == sha, f"{release} changed bytes"
+
+
+def links(name: str) -> dict:
+    return {which: link(name, which) for which in ("current", "last-good", "previous")}
+
+
+def test_the_first_release_is_one_artifact_on_every_host(client):
     assert_every_host_runs(INITIAL_VERSION)
+    assert_manifest(INITIAL_VERSION)
+    # Installed from the wheelhouse by hash: the venv's packages are the lock's versions.
+    frozen = run_ok(API_HOSTS[0], f"/opt/stet/releases/{INITIAL_VERSION}/venv/bin/pip freeze")
+    lock = (SOURCE_DIR / "requirements.lock").read_text().lower()
+    for line in frozen.lower().replace("_", "-").splitlines():
+        if "==" in line and not line.startswith("stet-api"):
+            assert f"{line} \\" in lock, line
+
+
+def test_deploy_of_a_release_with_a_migration_under_load(client, next_source):
     with load() as traffic:
-        result = playbook("deploy.yml", "-e", f"stet_version={NEXT}")
+        result = playbook(
+            "deploy.yml", "-e", f"stet_version={NEXT}", "-e", f"stet_api_source_dir={next_source}"
+        )
     assert result.returncode == 0, result.stderr
-    # At least 10 s of reads and writes overlapped the roll.
-    traffic.assert_nothing_failed_or_lost(PRIMARY, min_reads=200, min_writes=10)
     assert_every_host_runs(NEXT)
-    assert drained_servers() == "0"
+    assert_manifest(NEXT)
+    assert applied_schema() == 11
+    for name in API_HOSTS:
+        assert links(name) == {"current": NEXT, "last-good": NEXT, "previous": INITIAL_VERSION}, name
+    assert drained_hosts() == []
+    # The deploy made sure of a backup at most an hour old before migrating.
+    age = run_ok(PRIMARY, "echo $(( $(date +%s) - $(stat -L -c %Y /var/backups/stet/latest.dump) ))")
+    assert int(age) < 3600
+    step("deploy v2 (adds migration 011)", traffic, min_reads=200, min_writes=10)
 
 
-def test_rollback_returns_every_host_to_the_previous_release(client):
+def test_a_release_id_that_names_other_bytes_is_refused_before_any_change(client, next_source):
+    pids = {name: main_pids(name) for name in API_HOSTS}
+    # v1's id with v2's sources: another artifact under an existing release id.
+    result = playbook(
+        "deploy.yml", "-e", f"stet_version={INITIAL_VERSION}", "-e", f"stet_api_source_dir={next_source}"
+    )
+    assert result.returncode != 0
+    assert (
+        f"Release {INITIAL_VERSION} already exists on {API_HOSTS[0]}, {API_HOSTS[1]} with another manifest"
+        in (result.stdout)
+    )
+    assert {name: main_pids(name) for name in API_HOSTS} == pids
+    assert_every_host_runs(NEXT)
+    assert_manifest(INITIAL_VERSION)
+    assert drained_hosts() == []
+
+
+def test_rollback_across_a_contract_migration_is_refused_before_touching_a_host(client):
+    pids = {name: main_pids(name) for name in API_HOSTS}
+    # What a contract migration leaves: its ledger row, and its declaration that older code
+    # does not run on it.
+    TOPOLOGY.psql(
+        PRIMARY,
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES (12, 'drop_origin', 'test');"
+        " INSERT INTO schema_window VALUES (12, false)",
+    )
+    try:
+        result = playbook("rollback.yml")
+    finally:
+        TOPOLOGY.psql(
+            PRIMARY,
+            "DELETE FROM schema_window WHERE migration = 12;"
+            " DELETE FROM schema_migrations WHERE version = 12",
+        )
+    assert result.returncode != 0
+    output = words(result.stdout)
+    assert f"Rollback to {INITIAL_VERSION} refused, no host touched" in output
+    assert "012_drop_origin" in output
+    assert "playbooks/restore.yml" in output and "playbooks/deploy.yml" in output
+    assert {name: main_pids(name) for name in API_HOSTS} == pids
+    assert_every_host_runs(NEXT)
+    assert drained_hosts() == []
+
+
+def test_rollback_runs_the_older_release_on_the_newer_schema(client):
     with load() as traffic:
         result = playbook("rollback.yml")
     assert result.returncode == 0, result.stderr
-    traffic.assert_nothing_failed_or_lost(PRIMARY, min_reads=100, min_writes=5)
     assert_every_host_runs(INITIAL_VERSION)
+    assert applied_schema() == 11
+    for name in API_HOSTS:
+        ready = run_ok(name, "curl -s http://127.0.0.1:8000/ready")
+        assert '"applied":11' in ready.replace(" ", "") and '"expected":10' in ready.replace(" ", ""), ready
+        # The release rolled back from is no rollback target any more: pruned.
+        assert links(name) == {"current": INITIAL_VERSION, "last-good": INITIAL_VERSION, "previous": None}, (
+            name
+        )
+        run_ok(name, f"test ! -e /opt/stet/releases/{NEXT}")
+    assert drained_hosts() == []
+    step("rollback to v1 (schema stays at 011)", traffic, min_reads=100, min_writes=5)
 
 
-def test_a_failed_health_gate_stops_the_roll_after_the_first_host(client):
+def test_site_yml_after_the_rollback_restarts_nothing(client):
+    pids = {name: main_pids(name) for name in API_HOSTS}
+    with load() as traffic:
+        result = playbook(REPO_SITE, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert {name: main_pids(name) for name in API_HOSTS} == pids
+    assert_every_host_runs(INITIAL_VERSION)
+    assert_manifest(INITIAL_VERSION)
+    step("site.yml", traffic, min_reads=200, min_writes=10)
+
+
+def test_deploy_again_after_site_yml_keeps_every_hosts_key(client, next_source):
+    # Each API host's health-check key works through its own instance (the gate reads it).
+    with load() as traffic:
+        result = playbook(
+            "deploy.yml", "-e", f"stet_version={NEXT}", "-e", f"stet_api_source_dir={next_source}"
+        )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert_every_host_runs(NEXT)
+    assert_manifest(NEXT)
+    for name in API_HOSTS:
+        assert links(name) == {"current": NEXT, "last-good": NEXT, "previous": INITIAL_VERSION}, name
+    assert drained_hosts() == []
+    step("deploy v2 again", traffic, min_reads=200, min_writes=10)
+
+
+def test_a_failed_health_gate_stops_the_roll_after_the_first_host(client, next_source):
     untouched = main_pids(API_HOSTS[1])
     # A release whose configuration the API refuses (pool minimum above its maximum):
     # the instances never answer /ready.
@@ -59,6 +190,8 @@ def test_a_failed_health_gate_stops_the_roll_after_the_first_host(client):
             "-e",
             f"stet_version={BROKEN}",
             "-e",
+            f"stet_api_source_dir={next_source}",
+            "-e",
             "stet_api_db_pool_min=10",
             "-e",
             "stet_api_ready_retries=5",
@@ -66,24 +199,38 @@ def test_a_failed_health_gate_stops_the_roll_after_the_first_host(client):
             "stet_api_ready_delay=1",
         )
     assert result.returncode != 0
-    traffic.assert_nothing_failed_or_lost(PRIMARY, min_reads=100, min_writes=5)
-    # The first host holds the broken release; its instances fail to start.
-    assert current_release(API_HOSTS[0]) == BROKEN
+    # The first host was switched to the broken release; it never passed a gate, so its last
+    # good and previous releases are unchanged, and it stays drained.
+    assert links(API_HOSTS[0]) == {"current": BROKEN, "last-good": NEXT, "previous": INITIAL_VERSION}
+    assert drained_hosts() == [address_of(API_HOSTS[0])]
     # The second host was never reached: same release, same processes.
-    assert release_of(API_HOSTS[1]) == on_release(INITIAL_VERSION)
+    assert release_of(API_HOSTS[1]) == on_release(NEXT)
     assert main_pids(API_HOSTS[1]) == untouched
-    # The broken host stays out of the load balancer (both of its instances).
-    assert drained_servers() == "2"
     assert api("GET", "/health")[0] == 200
+    step("deploy v3 (gate fails on host 1)", traffic, min_reads=100, min_writes=5)
 
 
-def test_rollback_after_a_failed_deploy_touches_only_the_failed_host(client):
+def test_a_drained_host_stays_drained_through_the_nginx_role(client):
+    with load() as traffic:
+        result = playbook("edge.yml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert drained_hosts() == [address_of(API_HOSTS[0])]
+    step("edge.yml (nginx role) with host 1 drained", traffic, min_reads=50, min_writes=3)
+
+
+def test_rollback_after_a_failed_deploy_returns_to_the_last_good_release(client):
     untouched = main_pids(API_HOSTS[1])
-    result = playbook("rollback.yml")
+    with load() as traffic:
+        result = playbook("rollback.yml")
     assert result.returncode == 0, result.stderr
-    assert_every_host_runs(INITIAL_VERSION)
+    assert_every_host_runs(NEXT)
+    assert_manifest(NEXT)
     assert main_pids(API_HOSTS[1]) == untouched
-    assert drained_servers() == "0"
+    for name in API_HOSTS:
+        assert links(name) == {"current": NEXT, "last-good": NEXT, "previous": INITIAL_VERSION}, name
+    run_ok(API_HOSTS[0], f"test ! -e /opt/stet/deploying && test ! -e /opt/stet/releases/{BROKEN}")
+    assert drained_hosts() == []
+    step("rollback (host 1 back to v2)", traffic, min_reads=100, min_writes=5)
 
 
 def test_backup_then_test_restore_prove_the_dump(client):
@@ -91,6 +238,46 @@ def test_backup_then_test_restore_prove_the_dump(client):
     result = playbook("test-restore.yml")
     assert result.returncode == 0, result.stderr
     assert "job=test_restore status=ok" in result.stdout
+
+
+def test_migrate_yml_backs_up_migrates_verifies_and_smoke_tests(client):
+    result = playbook("migrate.yml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "job=backup status=ok" in words(result.stdout)
+    assert "Present: corrections_pkey, idx_tenant_subject, uniq_active_per_field" in words(result.stdout)
+    assert applied_schema() == 11
+    assert NEXT_MIGRATION.split("_", 1)[1] in TOPOLOGY.psql(
+        PRIMARY, "SELECT name FROM schema_migrations WHERE version = 11"
+    )
+
+
+def test_restore_stops_the_api_restores_the_dump_and_starts_it_again(client):
+    assert playbook("backup.yml").returncode == 0
+    # A correction written after the dump: the restore takes the database back before it.
+    marker = f"restore-{uuid.uuid4().hex[:8]}"
+    body = {
+        "subject": {"type": "user", "id": marker},
+        "field_key": "restore",
+        "value": {"marker": marker},
+        "class": "FACT",
+        "permissions": {"readers": ["assistant"]},
+        "actor": {"type": "system", "id": "stet-tests"},
+        "idempotency_key": marker,
+    }
+    assert api("POST", "/v1/corrections", body)[0] == 201
+    before = {name: main_pids(name) for name in API_HOSTS}
+    result = playbook("restore.yml", "-e", "backup_file=/var/backups/stet/latest.dump")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    # Every instance was stopped and started again, and serves the restored database.
+    after = {name: main_pids(name) for name in API_HOSTS}
+    for name in API_HOSTS:
+        assert set(after[name]).isdisjoint(before[name]), (name, before, after)
+    count = TOPOLOGY.psql(PRIMARY, f"SELECT count(*) FROM corrections WHERE idempotency_key = '{marker}'")  # noqa: S608 - hex
+    assert count == "0"
+    status, facts = api("GET", f"/v1/facts?subject_type=user&subject_id={marker}&requester_id=assistant")
+    assert status == 200 and facts["facts"] == [], facts
+    assert applied_schema() == 11
+    assert current_release(API_HOSTS[0]) == NEXT
 
 
 def test_restore_refuses_without_a_dump(client):

@@ -1,5 +1,6 @@
 """scale.yml: a host added to stet_api in the inventory comes into service behind the load
-balancer while the running API hosts keep serving, untouched."""
+balancer with the release the fleet runs (same manifest), while the running API hosts keep
+serving, untouched; then site.yml over the grown fleet changes nothing and restarts nothing."""
 
 from __future__ import annotations
 
@@ -7,35 +8,55 @@ import time
 
 from conftest import (
     API_HOSTS,
-    INITIAL_VERSION,
-    PRIMARY,
+    NEW_HOST,
+    NEXT,
+    REPO_SITE,
+    address_of,
+    assert_same_manifest,
+    drained_hosts,
     load,
     main_pids,
     on_release,
     playbook,
+    recap_changed,
     release_of,
     run_ok,
+    step,
 )
 
-NEW_HOST = "stet-prod-api3"
+ALL_API_HOSTS = [*API_HOSTS, NEW_HOST]
 
 
-def test_scale_brings_a_new_api_host_into_service_without_touching_the_others(client, tmp_path):
-    before = {name: main_pids(name) for name in API_HOSTS}
-    # What an operator does: add the host under stet_api in the inventory, run scale.yml.
+def scale_inventory(tmp_path):
+    """What an operator does: add the host under stet_api in the inventory."""
     added = tmp_path / "scale-inventory.yml"
     added.write_text(f"all:\n  children:\n    stet_api:\n      hosts:\n        {NEW_HOST}: {{}}\n")
+    return str(added)
+
+
+def test_scale_brings_a_new_api_host_into_service_without_touching_the_others(client, tmp_path, next_source):
+    before = {name: main_pids(name) for name in API_HOSTS}
+    # The fleet runs NEXT (tests/test_2_operations.py): scale.yml gives the new host that
+    # release, built from its sources, byte for byte the artifact the others hold.
     with load() as traffic:
-        result = playbook("scale.yml", "-i", str(added), timeout=1200)
-    assert result.returncode == 0, result.stderr
-    traffic.assert_nothing_failed_or_lost(PRIMARY, min_reads=200, min_writes=10)
+        result = playbook(
+            "scale.yml",
+            "-i",
+            scale_inventory(tmp_path),
+            "-e",
+            f"stet_api_source_dir={next_source}",
+            timeout=1800,
+        )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
 
     assert {name: main_pids(name) for name in API_HOSTS} == before
-    assert release_of(NEW_HOST) == on_release(INITIAL_VERSION)
-    address = run_ok(NEW_HOST, "hostname -i").split()[0]
+    assert release_of(NEW_HOST) == on_release(NEXT)
+    assert_same_manifest(NEXT, ALL_API_HOSTS)
+    address = address_of(NEW_HOST)
     upstream = run_ok("stet-prod-lb", "nginx -T 2>/dev/null")
     assert f"server {address}:8000 max_fails" in upstream
     assert f"server {address}:8001 max_fails" in upstream
+    assert drained_hosts() == []
 
     # The load balancer sends it requests: its instances log them.
     since = run_ok(NEW_HOST, "date +%s").strip()
@@ -44,3 +65,28 @@ def test_scale_brings_a_new_api_host_into_service_without_touching_the_others(cl
     log = run_ok(NEW_HOST, f"journalctl -u 'stet-api@*' --since @{since} -o cat")
     served = log.count('"path": "/v1/facts"')
     assert served > 0, log[-2000:]
+    step("scale.yml (adds api3)", traffic, min_reads=200, min_writes=10)
+
+
+def test_site_yml_over_the_grown_fleet_changes_nothing_and_restarts_nothing(client, tmp_path, next_source):
+    pids = {name: main_pids(name) for name in ALL_API_HOSTS}
+    # The operator recorded the fleet's release in the inventory (stet_version) after the deploy.
+    with load() as traffic:
+        result = playbook(
+            REPO_SITE,
+            "-i",
+            scale_inventory(tmp_path),
+            "-e",
+            f"stet_version={NEXT}",
+            "-e",
+            f"stet_api_source_dir={next_source}",
+            timeout=1800,
+        )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    changed = recap_changed(result.stdout)
+    print("site.yml changed:", changed)
+    assert set(ALL_API_HOSTS) <= set(changed)
+    assert changed == dict.fromkeys(changed, 0), changed
+    assert {name: main_pids(name) for name in ALL_API_HOSTS} == pids
+    assert_same_manifest(NEXT, ALL_API_HOSTS)
+    step("site.yml over 3 API hosts", traffic, min_reads=200, min_writes=10)
