@@ -165,3 +165,16 @@ def test_keys_from_before_011_keep_every_scope(server_url):
             assert cursor.fetchone()[0] == ["read", "write", "enforce", "admin"]
     finally:
         drop_database(server_url, url)
+
+
+def test_removing_an_expected_system_is_logged_with_the_key(db_url, secure, tenant, caplog):
+    key_id, admin = create_api_key(db_url, tenant, scopes=["admin"])
+    assert secure.put("/v1/enforcement/systems/payroll", headers=_auth(tenant, admin)).status_code == 201
+    with caplog.at_level("WARNING", logger="stet_api.audit"):
+        assert (
+            secure.delete("/v1/enforcement/systems/payroll", headers=_auth(tenant, admin)).status_code == 204
+        )
+    [record] = [r.getMessage() for r in caplog.records if r.name == "stet_api.audit"]
+    assert (
+        f"tenant_id={tenant}" in record and "system_id='payroll'" in record and f"key_id={key_id}" in record
+    )

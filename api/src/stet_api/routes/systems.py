@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+import logging
+
+from flask import Blueprint, g, jsonify
 
 from stet_api import queries
 from stet_api.auth import authenticate
@@ -12,6 +14,8 @@ from stet_api.routes.common import pool
 from stet_api.validation import SYSTEM_ID
 
 bp = Blueprint("systems", __name__)
+# Removing a system ends its MISSING/STALE escalation: every removal is on record.
+AUDIT = logging.getLogger("stet_api.audit")
 
 
 @bp.get("/v1/enforcement/systems")
@@ -38,4 +42,11 @@ def forget_system(system_id: str):
     system_id = SYSTEM_ID.parse_raw(system_id, SYSTEM_ID.name)
     if not pool().run(lambda cursor: queries.remove_expected_system(cursor, caller.tenant_id, system_id)):
         raise not_found("this system is not registered as expected for this tenant")
+    AUDIT.warning(
+        "expected system removed: tenant_id=%s system_id=%r key_id=%s request_id=%s",
+        caller.tenant_id,
+        system_id,
+        caller.key_id,
+        g.request_id,
+    )
     return "", 204
