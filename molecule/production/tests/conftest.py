@@ -19,14 +19,17 @@ API_HOSTS = ["stet-prod-api1", "stet-prod-api2"]
 NEW_HOST = "stet-prod-api3"
 # stet_version of inventories/production/group_vars/all.yml: what site.yml installs.
 INITIAL_VERSION = "v1.2.1"
-# The next release: the same sources plus an expand migration (011, older code runs on it).
+# The next release: the same sources plus an expand migration (older code runs on it).
 NEXT = "v1.3.0-test"
-NEXT_MIGRATION = "011_release_notes"
 # The API sources site.yml builds releases from (container.yml: STET_API_SOURCE_DIR or api/).
 REPO_SITE = pathlib.Path(__file__).resolve().parents[3] / "site.yml"
 SOURCE_DIR = pathlib.Path(
     os.environ.get("STET_API_SOURCE_DIR") or pathlib.Path(__file__).resolve().parents[3] / "api"
 )
+# The schema INITIAL_VERSION's code expects, and the one NEXT adds (an expand migration).
+INITIAL_SCHEMA = max(int(path.name[:3]) for path in (SOURCE_DIR / "migrations").glob("[0-9]*.sql"))
+NEXT_SCHEMA = INITIAL_SCHEMA + 1
+NEXT_MIGRATION = f"{NEXT_SCHEMA:03d}_release_notes"
 # Requests come from the ACME host: a client outside the load balancer and the API hosts.
 TOPOLOGY = Topology(site="stet-prod-lb", client="stet-prod-acme", token_host=API_HOSTS[0])
 CLIENT = TOPOLOGY.client
@@ -46,14 +49,14 @@ STEPS: list[dict] = []
 
 @pytest.fixture(scope="session")
 def next_source(tmp_path_factory) -> pathlib.Path:
-    """The sources of NEXT: SOURCE_DIR plus migration 011, which declares that older code still
+    """The sources of NEXT: SOURCE_DIR plus NEXT_MIGRATION, which declares that older code still
     runs on it (an expand step: a new table)."""
     target = tmp_path_factory.mktemp("next") / "api"
     shutil.copytree(SOURCE_DIR, target, ignore=shutil.ignore_patterns("tests", "__pycache__", "*.egg-info"))
     (target / "migrations" / f"{NEXT_MIGRATION}.sql").write_text(
-        "-- 011_release_notes: a test release's expand step; older code still runs on it.\n"
+        f"-- {NEXT_MIGRATION}: a test release's expand step; older code still runs on it.\n"
         "CREATE TABLE IF NOT EXISTS release_notes (id bigserial PRIMARY KEY, note text NOT NULL);\n"
-        "INSERT INTO schema_window (migration, older_code_runs) VALUES (11, true)\n"
+        f"INSERT INTO schema_window (migration, older_code_runs) VALUES ({NEXT_SCHEMA}, true)\n"
         "ON CONFLICT (migration) DO NOTHING;\n"
     )
     return target

@@ -10,9 +10,11 @@ import uuid
 
 from conftest import (
     API_HOSTS,
+    INITIAL_SCHEMA,
     INITIAL_VERSION,
     NEXT,
     NEXT_MIGRATION,
+    NEXT_SCHEMA,
     PRIMARY,
     REPO_SITE,
     SOURCE_DIR,
@@ -34,6 +36,8 @@ from conftest import (
 )
 
 BROKEN = "v1.3.1-broken"
+# A contract migration's number, after NEXT's.
+CONTRACT = NEXT_SCHEMA + 1
 # Manifest sha256 per release id, as first seen: the same id must keep naming these bytes.
 MANIFESTS: dict[str, str] = {}
 
@@ -82,14 +86,14 @@ def test_deploy_of_a_release_with_a_migration_under_load(client, next_source):
     assert result.returncode == 0, result.stderr
     assert_every_host_runs(NEXT)
     assert_manifest(NEXT)
-    assert applied_schema() == 11
+    assert applied_schema() == NEXT_SCHEMA
     for name in API_HOSTS:
         assert links(name) == {"current": NEXT, "last-good": NEXT, "previous": INITIAL_VERSION}, name
     assert drained_hosts() == []
     # The deploy made sure of a backup at most an hour old before migrating.
     age = run_ok(PRIMARY, "echo $(( $(date +%s) - $(stat -L -c %Y /var/backups/stet/latest.dump) ))")
     assert int(age) < 3600
-    step("deploy v2 (adds migration 011)", traffic, min_reads=200, min_writes=10)
+    step("deploy v2 (adds an expand migration)", traffic, min_reads=200, min_writes=10)
 
 
 def test_a_release_id_that_names_other_bytes_is_refused_before_any_change(client, next_source):
@@ -115,21 +119,21 @@ def test_rollback_across_a_contract_migration_is_refused_before_touching_a_host(
     # does not run on it.
     TOPOLOGY.psql(
         PRIMARY,
-        "INSERT INTO schema_migrations (version, name, checksum) VALUES (12, 'drop_origin', 'test');"
-        " INSERT INTO schema_window VALUES (12, false)",
+        f"INSERT INTO schema_migrations (version, name, checksum) VALUES ({CONTRACT}, 'drop_origin', 'test');"  # noqa: S608
+        f" INSERT INTO schema_window VALUES ({CONTRACT}, false)",
     )
     try:
         result = playbook("rollback.yml")
     finally:
         TOPOLOGY.psql(
             PRIMARY,
-            "DELETE FROM schema_window WHERE migration = 12;"
-            " DELETE FROM schema_migrations WHERE version = 12",
+            f"DELETE FROM schema_window WHERE migration = {CONTRACT};"  # noqa: S608
+            f" DELETE FROM schema_migrations WHERE version = {CONTRACT}",
         )
     assert result.returncode != 0
     output = words(result.stdout)
     assert f"Rollback to {INITIAL_VERSION} refused, no host touched" in output
-    assert "012_drop_origin" in output
+    assert f"{CONTRACT:03d}_drop_origin" in output
     assert "playbooks/restore.yml" in output and "playbooks/deploy.yml" in output
     assert {name: main_pids(name) for name in API_HOSTS} == pids
     assert_every_host_runs(NEXT)
@@ -141,17 +145,18 @@ def test_rollback_runs_the_older_release_on_the_newer_schema(client):
         result = playbook("rollback.yml")
     assert result.returncode == 0, result.stderr
     assert_every_host_runs(INITIAL_VERSION)
-    assert applied_schema() == 11
+    assert applied_schema() == NEXT_SCHEMA
     for name in API_HOSTS:
         ready = run_ok(name, "curl -s http://127.0.0.1:8000/ready")
-        assert '"applied":11' in ready.replace(" ", "") and '"expected":10' in ready.replace(" ", ""), ready
+        compact = ready.replace(" ", "")
+        assert f'"applied":{NEXT_SCHEMA}' in compact and f'"expected":{INITIAL_SCHEMA}' in compact, ready
         # The release rolled back from is no rollback target any more: pruned.
         assert links(name) == {"current": INITIAL_VERSION, "last-good": INITIAL_VERSION, "previous": None}, (
             name
         )
         run_ok(name, f"test ! -e /opt/stet/releases/{NEXT}")
     assert drained_hosts() == []
-    step("rollback to v1 (schema stays at 011)", traffic, min_reads=100, min_writes=5)
+    step("rollback to v1 (schema stays at v2's)", traffic, min_reads=100, min_writes=5)
 
 
 def test_site_yml_after_the_rollback_restarts_nothing(client):
@@ -245,9 +250,10 @@ def test_migrate_yml_backs_up_migrates_verifies_and_smoke_tests(client):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert "job=backup status=ok" in words(result.stdout)
     assert "Present: corrections_pkey, idx_tenant_subject, uniq_active_per_field" in words(result.stdout)
-    assert applied_schema() == 11
+    assert applied_schema() == NEXT_SCHEMA
     assert NEXT_MIGRATION.split("_", 1)[1] in TOPOLOGY.psql(
-        PRIMARY, "SELECT name FROM schema_migrations WHERE version = 11"
+        PRIMARY,
+        f"SELECT name FROM schema_migrations WHERE version = {NEXT_SCHEMA}",  # noqa: S608 - an int
     )
 
 
@@ -276,7 +282,7 @@ def test_restore_stops_the_api_restores_the_dump_and_starts_it_again(client):
     assert count == "0"
     status, facts = api("GET", f"/v1/facts?subject_type=user&subject_id={marker}&requester_id=assistant")
     assert status == 200 and facts["facts"] == [], facts
-    assert applied_schema() == 11
+    assert applied_schema() == NEXT_SCHEMA
     assert current_release(API_HOSTS[0]) == NEXT
 
 
