@@ -146,8 +146,7 @@ def test_a_full_disk():
     try:
         prove(
             "fill an 8 MB tmpfs",
-            "DiskAlmostFull",
-            {"host": DB_HOST, "mountpoint": DISK},
+            [("DiskAlmostFull", {"host": DB_HOST, "mountpoint": DISK}, BUDGET)],
             induce,
             lambda: run_ok(DB_HOST, f"rm -f {DISK}/fill"),
         )
