@@ -54,6 +54,9 @@ def test_sshd_effective_settings(host, expected):
         assert settings[key] == value, key
     assert "cbc" not in settings["ciphers"]
     assert "sha1" not in settings["macs"] and "sha1" not in settings["kexalgorithms"]
+    assert all(mac.endswith("-etm@openssh.com") for mac in settings["macs"].split(","))
+    assert settings["hostkey"].split() == expected["host_keys"]
+    assert settings["hostkeyalgorithms"] == "ssh-ed25519,rsa-sha2-512,rsa-sha2-256"
 
 
 def test_sshd_listens_on_its_port_without_debian_banner(host, expected):
