@@ -45,7 +45,7 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-MAX_DURATION_SECONDS = 900
+MAX_DURATION_SECONDS = 1800
 MAX_RATE = 500
 # Writes are few and every one is kept: the API allows 100 writes/min per key by default.
 MAX_WRITE_RATE = 20
