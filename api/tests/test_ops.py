@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 
 import pytest
 from conftest import make_app
@@ -183,3 +185,48 @@ def test_database_url_file_is_read_and_env_value_not_needed(tmp_path):
 def test_bad_configuration_fails_with_a_clear_message(env, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def preflight(**env: str) -> subprocess.CompletedProcess:
+    """`python -m stet_api.preflight` as a deploy runs it: a process of its own, configured
+    by its environment only."""
+    return subprocess.run(
+        [sys.executable, "-m", "stet_api.preflight"],
+        env={"PATH": os.environ["PATH"], "STET_ENV": "test", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_preflight_passes_when_the_release_would_serve(db_url, tmp_path):
+    secret = tmp_path / "database_url"
+    secret.write_text(db_url + "\n")
+    result = preflight(DATABASE_URL_FILE=str(secret))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["status"] == "ready"
+
+
+@pytest.mark.parametrize(
+    ("env", "code"),
+    [
+        ({"STET_DB_POOL_MIN": "9", "STET_DB_POOL_MAX": "2"}, "CONFIGURATION"),
+        ({"DATABASE_URL": UNREACHABLE_DB}, "DATABASE_UNAVAILABLE"),
+    ],
+)
+def test_preflight_fails_and_says_why_when_the_release_would_not_serve(db_url, env, code):
+    result = preflight(**{"DATABASE_URL": db_url, **env})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert json.loads(result.stdout)["error"]["code"] == code
+
+
+def test_preflight_fails_on_a_schema_this_code_does_not_run_on(server_url):
+    url = create_database(server_url, "stet_api_preflight")
+    try:
+        write_ledger(url, up_to_version=3)
+        result = preflight(DATABASE_URL=url)
+    finally:
+        drop_database(server_url, url)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert json.loads(result.stdout)["error"]["code"] == "MIGRATIONS_NOT_CURRENT"

@@ -11,7 +11,8 @@ copies it into the client host and runs it there with python3.
 
 Requests are sent at --rate per second (open loop: a slow answer does not slow the sender)
 until --duration seconds have passed or --stop-file appears, whichever comes first. Only
-loopback and private addresses (test containers) are accepted as targets. Headers carrying
+loopback and private addresses (test containers) are accepted as targets; each target's
+name is resolved once, at start, so the load does not depend on the client's resolver. Headers carrying
 secrets come from --header-file ("Name: value" lines) so they never appear in argv.
 
 Writes (optional): POSTs of the JSON in --write-body to --write-url at --write-rate per
@@ -83,10 +84,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--write-url and --write-body go together")
     if args.ack_file and not args.write_url:
         parser.error("--ack-file needs --write-url")
+    args.addresses = {}
     for url in args.url + ([args.write_url] if args.write_url else []):
-        reason = refused_target(url)
-        if reason:
-            parser.error(f"{url}: {reason}")
+        try:
+            host, address = resolve_target(url)
+        except ValueError as exc:
+            parser.error(f"{url}: {exc}")
+        args.addresses[host] = address
     if args.write_body:
         try:
             with open(args.write_body, encoding="utf-8") as body:
@@ -96,20 +100,36 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def refused_target(url: str) -> str | None:
-    """Why the URL is not a test target (None when it is: loopback or a private address)."""
+def resolve_target(url: str) -> tuple[str, str]:
+    """The URL's host name and the one address it is sent to; raises ValueError when the URL
+    is not a test target (loopback or a private address)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "only http(s) URLs with a host"
+        raise ValueError("only http(s) URLs with a host")
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, None)}
+        infos = socket.getaddrinfo(parts.hostname, parts.port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        return f"cannot resolve {parts.hostname}: {exc}"
-    for address in addresses:
-        ip = ipaddress.ip_address(address)
+        raise ValueError(f"cannot resolve {parts.hostname}: {exc}") from exc
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0])
         if not (ip.is_loopback or ip.is_private):
-            return f"{parts.hostname} resolves to {address}, not a loopback or private (test) address"
-    return None
+            raise ValueError(f"{parts.hostname} resolves to {ip}, not a loopback or private (test) address")
+    return parts.hostname, infos[0][4][0]
+
+
+def pin_addresses(addresses: dict[str, str]) -> None:
+    """Make every later lookup of these host names return the address found at start.
+
+    The load measures the service, not the client's resolver: in the test hosts names are
+    answered by Docker's embedded DNS, which lags while the Docker daemon is busy running
+    Ansible's tasks, and a lookup timing out there would count as a failed request. TLS
+    still checks the certificate against the host name of the URL."""
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        return resolve(addresses.get(host, host), *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
 
 
 def read_headers(path: str | None) -> dict[str, str]:
@@ -185,7 +205,7 @@ def send(
     error when there was none, and the answer's body."""
     if body is not None:
         headers = {**headers, "Content-Type": "application/json"}
-    # The scheme was checked in refused_target: http or https only.
+    # The scheme was checked in resolve_target: http or https only.
     request = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
@@ -218,6 +238,7 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
+    pin_addresses(args.addresses)
     headers = read_headers(args.header_file)
     context = ssl.create_default_context(cafile=args.cafile)
     expected = {status.strip() for status in args.expect.split(",")}

@@ -185,10 +185,10 @@ def test_deploy_again_after_site_yml_keeps_every_hosts_key(client, next_source):
     step("deploy v2 again", traffic, min_reads=200, min_writes=10)
 
 
-def test_a_failed_health_gate_stops_the_roll_after_the_first_host(client, next_source):
-    untouched = main_pids(API_HOSTS[1])
-    # A release whose configuration the API refuses (pool minimum above its maximum):
-    # the instances never answer /ready.
+def test_a_release_not_ready_stops_the_roll_at_host_1_before_current_moves(client, next_source):
+    untouched = {name: main_pids(name) for name in API_HOSTS}
+    # A release whose configuration the API refuses (pool minimum above its maximum): its
+    # preflight fails on the first host, before `current` moves.
     with load() as traffic:
         result = playbook(
             "deploy.yml",
@@ -198,21 +198,19 @@ def test_a_failed_health_gate_stops_the_roll_after_the_first_host(client, next_s
             f"stet_api_source_dir={next_source}",
             "-e",
             "stet_api_db_pool_min=10",
-            "-e",
-            "stet_api_ready_retries=5",
-            "-e",
-            "stet_api_ready_delay=1",
         )
     assert result.returncode != 0
-    # The first host was switched to the broken release; it never passed a gate, so its last
-    # good and previous releases are unchanged, and it stays drained.
-    assert links(API_HOSTS[0]) == {"current": BROKEN, "last-good": NEXT, "previous": INITIAL_VERSION}
+    assert "STET_DB_POOL_MIN must not exceed STET_DB_POOL_MAX" in result.stdout, result.stdout[-3000:]
+    # The first host installed the broken release but never switched to it: its instances
+    # run the last good release, untouched, and it stays drained until an operator acts.
+    assert links(API_HOSTS[0]) == {"current": NEXT, "last-good": NEXT, "previous": INITIAL_VERSION}
+    run_ok(API_HOSTS[0], f"test -e /opt/stet/releases/{BROKEN}/MANIFEST")
     assert drained_hosts() == [address_of(API_HOSTS[0])]
-    # The second host was never reached: same release, same processes.
+    # The second host was never reached.
     assert release_of(API_HOSTS[1]) == on_release(NEXT)
-    assert main_pids(API_HOSTS[1]) == untouched
+    assert {name: main_pids(name) for name in API_HOSTS} == untouched
     assert api("GET", "/health")[0] == 200
-    step("deploy v3 (gate fails on host 1)", traffic, min_reads=100, min_writes=5)
+    step("deploy v3 (not ready on host 1)", traffic, min_reads=100, min_writes=5)
 
 
 def test_a_drained_host_stays_drained_through_the_nginx_role(client):
@@ -221,6 +219,15 @@ def test_a_drained_host_stays_drained_through_the_nginx_role(client):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert drained_hosts() == [address_of(API_HOSTS[0])]
     step("edge.yml (nginx role) with host 1 drained", traffic, min_reads=50, min_writes=3)
+
+
+def test_undrain_puts_the_host_back_once_it_passes_its_gate(client):
+    # The operator checked host 1 (still on its last good release) and puts it back.
+    with load() as traffic:
+        result = playbook("undrain.yml", "--limit", API_HOSTS[0])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert drained_hosts() == []
+    step("undrain.yml (host 1)", traffic, min_reads=50, min_writes=3)
 
 
 def test_rollback_after_a_failed_deploy_returns_to_the_last_good_release(client):
