@@ -200,7 +200,7 @@ def test_a_release_not_ready_stops_the_roll_at_host_1_before_current_moves(clien
             "stet_api_db_pool_min=10",
         )
     assert result.returncode != 0
-    assert "STET_DB_POOL_MIN must not exceed STET_DB_POOL_MAX" in result.stdout, result.stdout[-3000:]
+    assert "STET_DB_POOL_MIN must not exceed STET_DB_POOL_MAX" in words(result.stdout), result.stdout[-3000:]
     # The first host installed the broken release but never switched to it: its instances
     # run the last good release, untouched, and it stays drained until an operator acts.
     assert links(API_HOSTS[0]) == {"current": NEXT, "last-good": NEXT, "previous": INITIAL_VERSION}
