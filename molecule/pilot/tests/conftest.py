@@ -51,9 +51,10 @@ def client():
     return TOPOLOGY.prepare_client()
 
 
-def load(rate: float = 20, write_rate: float = 1, max_seconds: int = 600) -> Load:
-    """Reads and writes through nginx from the client host."""
-    return Load(TOPOLOGY, rate=rate, write_rate=write_rate, max_seconds=max_seconds)
+def load(rate: float = 20, write_rate: float = 1, max_seconds: int = 600, request_log: bool = False) -> Load:
+    """Reads and writes through nginx from the client host (with `request_log`, every
+    request's timing and status too)."""
+    return Load(TOPOLOGY, rate=rate, write_rate=write_rate, max_seconds=max_seconds, request_log=request_log)
 
 
 def main_pid(port: int) -> int:

@@ -4,6 +4,7 @@ does with a broken configuration or a stopped instance."""
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import time
@@ -11,6 +12,7 @@ import uuid
 
 import pytest
 from conftest import API_HOST, DB_HOST, ROOT_CA, SCENARIO, SITE, host, load, playbook, run_ok
+from e2e import is_failure
 
 DOMAIN = API_HOST
 WEBROOT = "/var/www/letsencrypt"
@@ -226,6 +228,41 @@ def test_a_stopped_instance_loses_no_request():
     assert len(set(posts)) == 1 and posts[0] in API_REFUSALS, posts
     # nginx logs each try: the dead instance's refusals and the live one's answers.
     assert "8000" in served_by
+
+
+def test_a_postgresql_restart_fails_only_the_requests_sent_while_it_is_down(client):
+    with load(max_seconds=300, request_log=True) as traffic:
+        time.sleep(3)
+        down_at = time.time()
+        run_ok(DB_HOST, "systemctl restart postgresql@15-main")
+        up_at = time.time()
+        recovered = traffic.wait_for_service(down_at, timeout=120, steady_seconds=10)
+    summary = traffic.stop()
+    requests = traffic.requests()
+    failed = [r for r in requests if is_failure(r["status"])]
+    back_after, _ = traffic.service_back_after(down_at, requests)
+    last_failure = max((r["started"] for r in failed), default=down_at)
+    writes = traffic.corrections_check(DB_HOST)
+    print(
+        "postgresql restart:",
+        json.dumps(
+            {
+                "restart_seconds": round(up_at - down_at, 1),
+                "sent": summary["sent"],
+                "failed": len(failed),
+                "failed_by_status": collections.Counter(r["status"] for r in failed),
+                "back_after_seconds": back_after,
+                "last_failure_after_restart_seconds": round(last_failure - up_at, 1),
+            }
+        ),
+    )
+    assert recovered, summary
+    # Every failure is the API's own answer while the database was away (503): nginx never
+    # ran out of instances (502) and no request hung into a timeout (504, loadgen's timeout).
+    assert {r["status"] for r in failed} <= {"503"}, summary
+    # And none after PostgreSQL was back, but for PgBouncer's retry of a failed login (1 s).
+    assert last_failure - up_at <= 2.0, (last_failure - up_at, summary)
+    assert writes["lost"] == [], writes
 
 
 def test_one_renewal_scheduler():
