@@ -265,6 +265,44 @@ def test_a_postgresql_restart_fails_only_the_requests_sent_while_it_is_down(clie
     assert writes["lost"] == [], writes
 
 
+def test_a_hung_postgresql_gets_quick_503s_and_the_service_resumes_by_itself(client):
+    # Every PostgreSQL process stopped (SIGSTOP): connections stay open, nothing answers.
+    with load(max_seconds=300, request_log=True) as traffic:
+        time.sleep(3)
+        frozen_at = time.time()
+        run_ok(DB_HOST, "pkill -STOP -x postgres")
+        try:
+            time.sleep(10)
+            health = curl(f"-o /dev/null -w '%{{http_code}} %{{time_total}}' {SITE}/health").split()
+        finally:
+            run_ok(DB_HOST, "pkill -CONT -x postgres")
+        thawed_at = time.time()
+        recovered = traffic.wait_for_service(thawed_at, timeout=120, steady_seconds=10)
+    summary = traffic.stop()
+    during = [r for r in traffic.requests() if frozen_at <= r["started"] <= thawed_at]
+    slowest = max(r["finished"] - r["started"] for r in during)
+    writes = traffic.corrections_check(DB_HOST)
+    print(
+        "postgresql hung:",
+        json.dumps(
+            {
+                "frozen_seconds": round(thawed_at - frozen_at, 1),
+                "sent_while_frozen": len(during),
+                "statuses_while_frozen": collections.Counter(r["status"] for r in during),
+                "slowest_answer_seconds": round(slowest, 1),
+                "health": health,
+            }
+        ),
+    )
+    assert recovered, summary
+    # Every request got an answer, the API's 503 at worst, before the client's 10 s timeout:
+    # none hung, none was a 502/504 from nginx.
+    assert set(summary["failures"]) <= {"503"}, summary
+    # /health does not queue behind the database work.
+    assert health[0] == "200" and float(health[1]) < 2.0, health
+    assert writes["lost"] == [], writes
+
+
 def test_one_renewal_scheduler():
     timer = host(API_HOST).service("certbot.timer")
     assert timer.is_enabled and timer.is_running
