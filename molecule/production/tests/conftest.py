@@ -166,6 +166,17 @@ def address_of(name: str) -> str:
     return run_ok(name, "hostname -i").split()[0]
 
 
+def changed_tasks(output: str) -> list[str]:
+    """Every change a playbook's output reports, as "<task>: <changed line>"."""
+    task, changes = "", []
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line.split("]", 1)[0][len("TASK [") :]
+        elif line.startswith("changed: ["):
+            changes.append(f"{task}: {line}")
+    return changes
+
+
 def recap_changed(output: str) -> dict[str, int]:
     """changed= of every host in a playbook's PLAY RECAP."""
     recap = output[output.rindex("PLAY RECAP") :]
