@@ -12,8 +12,9 @@ copies it into the client host and runs it there with python3.
 Requests are sent at --rate per second (open loop: a slow answer does not slow the sender)
 until --duration seconds have passed or --stop-file appears, whichever comes first. Only
 loopback and private addresses (test containers) are accepted as targets; each target's
-name is resolved once, at start, so the load does not depend on the client's resolver. Headers carrying
-secrets come from --header-file ("Name: value" lines) so they never appear in argv.
+name is resolved once, at start, so the load does not depend on the client's resolver.
+Headers carrying secrets come from --header-file ("Name: value" lines) so they never
+appear in argv.
 
 Writes (optional): POSTs of the JSON in --write-body to --write-url at --write-rate per
 second, alongside the reads. Every string in the body has "{seq}" replaced by the write's
