@@ -43,6 +43,7 @@ PLAY_HOSTS = {
     "postgresql": "stet_db",
     "pgbouncer": "stet_db_primary",
     "backup": "stet_db_primary",
+    "pgbackrest": "stet_db:stet_backup",
     "stet_api": "stet_api",
     "certbot": "stet_web",
     "nginx": "stet_web",

@@ -121,6 +121,28 @@ def test_a_statement_held_past_its_bound_is_503_and_the_pool_recovers(impatient_
     assert after.status_code == 201
 
 
+def test_a_database_that_refuses_writes_is_503_not_500(db_url, tenant):
+    """As a primary still replaying WAL after a restore, or a standby: reads that count
+    against the rate limit and writes both need to write."""
+    separator = "&" if "?" in db_url else "?"
+    app = make_app(
+        db_url + separator + "options=-c%20default_transaction_read_only%3Don",
+        STET_AUTH_REQUIRED="false",
+        STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8",
+    )
+    try:
+        client = app.test_client()
+        write = client.post("/v1/corrections", json=correction(), headers={"X-Tenant-Id": tenant})
+        read = client.get(
+            "/v1/facts?subject_type=user&subject_id=u1&requester_id=ops", headers={"X-Tenant-Id": tenant}
+        )
+    finally:
+        app.extensions["stet_pool"].close()
+    for answer in (write, read):
+        assert answer.status_code == 503, answer.get_json()
+        assert answer.get_json()["error"]["code"] == "DATABASE_UNAVAILABLE"
+
+
 @pytest.mark.parametrize("single_statement", [True, False])
 def test_every_transaction_runs_with_the_configured_bounds(db_url, single_statement):
     app = make_app(db_url, STET_DB_STATEMENT_TIMEOUT_MS="1234", STET_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS="4321")

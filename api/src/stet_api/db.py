@@ -37,8 +37,10 @@ Cursor = psycopg2.extensions.cursor
 Connection = psycopg2.extensions.connection
 
 # Errors raised by the driver about the server or the link, as opposed to SQL errors
-# (constraint violations, bad data) which the routes handle or let surface as 500.
-DRIVER_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+# (constraint violations, bad data) which the routes handle or let surface as 500. A server
+# that refuses writes (a standby, or a primary still recovering during a restore) is the
+# server's state too, not the request's fault.
+DRIVER_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.errors.ReadOnlySqlTransaction)
 
 psycopg2.extras.register_uuid()
 
@@ -77,7 +79,8 @@ def classify(error: Exception) -> ApiError:
 
     deadlock or serialization failure: 409, retryable (nothing was committed);
     statement_timeout: 503 DATABASE_TIMEOUT; anything else (connection refused, lost,
-    server shutting down, idle-in-transaction session killed): 503 DATABASE_UNAVAILABLE.
+    server shutting down, idle-in-transaction session killed, server in read-only
+    recovery): 503 DATABASE_UNAVAILABLE.
     """
     if isinstance(error, psycopg2.errors.TransactionRollbackError):
         return TransactionConflict()

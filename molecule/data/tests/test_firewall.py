@@ -1,7 +1,8 @@
 """ufw on every host: enabled with deny-in/allow-out defaults and exactly the allow-list of
 the host, as the hardening, postgresql and pgbouncer roles open it (computed here from the
 hosts' addresses: SSH from anywhere, 5432 from the API and database hosts on both database
-hosts, 6432 from the API host on the primary, and each profile's extra rules)."""
+hosts, 6432 from the API host on the primary, pgBackRest's 8432 between the repository (the
+API host) and the database hosts, and each profile's extra rules)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ def allowed():
     """Host name -> the (port/proto, source) pairs ufw must allow in, no more, no less."""
     api, primary, replica = address(API), address(PRIMARY), address(REPLICA)
     postgresql = [("5432/tcp", source) for source in sorted({api, primary, replica})]
+    pgbackrest_clients = [("8432/tcp", primary), ("8432/tcp", replica)]
     return {
-        PRIMARY: [("22/tcp", ANYWHERE), *postgresql, ("6432/tcp", api)],
-        REPLICA: [("22/tcp", ANYWHERE), *postgresql],
-        # stet_web's extra rule.
-        API: [("22/tcp", ANYWHERE), ("9100/tcp", "192.0.2.0/24")],
+        PRIMARY: [("22/tcp", ANYWHERE), *postgresql, ("6432/tcp", api), ("8432/tcp", api)],
+        REPLICA: [("22/tcp", ANYWHERE), *postgresql, ("8432/tcp", api)],
+        # stet_web's extra rule; the repository answers the database hosts.
+        API: [("22/tcp", ANYWHERE), ("9100/tcp", "192.0.2.0/24"), *pgbackrest_clients],
         OUTSIDER: [("2222/tcp", ANYWHERE), ("8000:8001/tcp", "10.10.0.0/16"), ("51820/udp", ANYWHERE)],
     }
 

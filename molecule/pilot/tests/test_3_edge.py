@@ -174,6 +174,25 @@ def test_hsts_header_and_no_version_disclosure():
     assert "nginx" in error_page and "nginx/" not in error_page
 
 
+def test_api_answers_are_neither_sniffed_nor_cached():
+    for path in ("/health", "/v1/facts"):
+        headers = curl(f"-D - -o /dev/null {SITE}{path}").lower()
+        assert "x-content-type-options: nosniff" in headers, (path, headers)
+        assert "cache-control: no-store" in headers, (path, headers)
+
+
+def test_another_host_name_gets_no_answer_and_no_certificate():
+    other = "not-stet.example"
+    plain = host(API_HOST).run(f"curl -sS --max-time 10 --resolve {other}:80:127.0.0.1 http://{other}/health")
+    # 444: nginx closes the connection without a response (curl: empty reply).
+    assert plain.rc == 52, (plain.rc, plain.stdout, plain.stderr)
+    tls = host(API_HOST).run(f"openssl s_client -connect 127.0.0.1:443 -servername {other} </dev/null 2>&1")
+    assert tls.rc != 0 and "BEGIN CERTIFICATE" not in tls.stdout, tls.stdout
+    assert re.search(r"alert unrecognized name|alert number 112", tls.stdout), tls.stdout
+    # Our own name is still served on the same addresses.
+    assert curl(f"--resolve {DOMAIN}:443:127.0.0.1 -o /dev/null -w '%{{http_code}}' {SITE}/health") == "200"
+
+
 def test_access_log_is_json_and_skips_health():
     marker = uuid.uuid4().hex
     curl(f"--fail -o /dev/null {SITE}/health?probe={marker}")

@@ -279,7 +279,7 @@ def test_restore_stops_the_api_restores_the_dump_and_starts_it_again(client):
     }
     assert api("POST", "/v1/corrections", body)[0] == 201
     before = {name: main_pids(name) for name in API_HOSTS}
-    result = playbook("restore.yml", "-e", "backup_file=/var/backups/stet/latest.dump")
+    result = playbook("restore-dump.yml", "-e", "backup_file=/var/backups/stet/latest.dump")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     # Every instance was stopped and started again, and serves the restored database.
     after = {name: main_pids(name) for name in API_HOSTS}
@@ -295,7 +295,7 @@ def test_restore_stops_the_api_restores_the_dump_and_starts_it_again(client):
 
 def test_restore_refuses_without_a_dump(client):
     pids = main_pids(API_HOSTS[0])
-    result = playbook("restore.yml")
+    result = playbook("restore-dump.yml")
     assert result.returncode != 0
     assert "Name the dump to restore" in result.stdout
     assert main_pids(API_HOSTS[0]) == pids

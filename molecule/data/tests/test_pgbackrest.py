@@ -1,0 +1,160 @@
+"""pgBackRest: a repository off the database hosts, encrypted, WAL archived, restored to a point in time.
+
+The repository is the API host's (the stet_backup group), on a 256 MiB tmpfs of its own
+(prepare.yml), so a test can fill it. The tests run in file order: the restore is last.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from conftest import API, SCRIPTS, ansible_playbook, run_ok, sql
+
+testinfra_hosts = [f"docker://{API}"]
+
+REPOSITORY = "/var/lib/pgbackrest"
+BACKUP_JOB = f"{SCRIPTS}/pgbackrest-backup.sh"
+FILLER = f"{REPOSITORY}/filler"
+
+
+def pgbackrest(host, arguments: str) -> str:
+    return run_ok(host, f"runuser -u postgres -- pgbackrest --stanza=stet {arguments}")
+
+
+def stanza_info(api) -> dict:
+    return json.loads(pgbackrest(api, "--output=json info"))[0]
+
+
+def backup_labels(api) -> list[str]:
+    return [backup["label"] for backup in stanza_info(api)["backup"]]
+
+
+def postmaster_pid(host) -> str:
+    return run_ok(host, "head -n 1 /var/lib/postgresql/15/main/postmaster.pid")
+
+
+def test_the_repository_holds_a_full_backup_and_the_wal_since(api):
+    stanza = stanza_info(api)
+    assert stanza["status"]["code"] == 0, stanza["status"]
+    assert [backup for backup in stanza["backup"] if backup["type"] == "full"], stanza["backup"]
+    archive = stanza["archive"][0]
+    assert archive["min"] and archive["max"], archive
+    # `check` switches WAL on the primary and waits for the segment in the repository.
+    pgbackrest(api, "check")
+
+
+def test_only_the_repository_host_holds_the_passphrase(api, primary, replica):
+    assert run_ok(api, "stat -c '%U %a' /etc/pgbackrest/conf.d/cipher.conf") == "postgres 600"
+    for host in (primary, replica):
+        assert host.run("grep -rs cipher-pass /etc/pgbackrest /etc/stet").rc == 1
+
+
+def test_every_repository_file_is_encrypted(api, primary):
+    marker = f"in-clear-{uuid.uuid4().hex}"
+    sql(primary, "CREATE TABLE IF NOT EXISTS encryption_probe (value text)")
+    # Incompressible enough to survive in clear in a WAL segment, were it not encrypted.
+    sql(primary, "INSERT INTO encryption_probe SELECT :'marker' FROM generate_series(1, 200)", marker=marker)
+    run_ok(api, f"{BACKUP_JOB} incr")
+    files = run_ok(api, f"find {REPOSITORY} -type f ! -name .stet-backup.lock").splitlines()
+    assert len(files) > 10, files
+    # pgBackRest's cipher writes OpenSSL's "Salted__" header first in every file it encrypts.
+    headers = run_ok(
+        api, f"find {REPOSITORY} -type f ! -name .stet-backup.lock -exec head -c 8 {{}} \\; -printf '\\n'"
+    )
+    assert set(headers.splitlines()) == {"Salted__"}, headers
+    assert api.run(f"grep -rl {marker} {REPOSITORY}").rc == 1
+    sql(primary, "DROP TABLE encryption_probe")
+
+
+def test_a_full_repository_fails_the_backup_loudly_and_counts_nothing(api, primary):
+    labels = backup_labels(api)
+    free_kib = int(run_ok(api, f"df --output=avail -k {REPOSITORY} | tail -n 1"))
+    run_ok(api, f"fallocate -l {(free_kib - 512) * 1024} {FILLER}")
+    try:
+        # The job's own check refuses before pgBackRest writes anything.
+        job = api.run(f"{BACKUP_JOB} full")
+        assert job.rc == 4, job.stdout + job.stderr
+        assert "status=failed exit=4 type=full reason=repository_space" in job.stdout
+        assert "reason=repository_space" in run_ok(api, "tail -n 1 /var/log/stet/db-maintenance.log")
+        # pgBackRest itself meeting the full disk half-way: it fails, and the half-written
+        # backup is not one the repository counts (nor restores from).
+        direct = api.run("runuser -u postgres -- pgbackrest --stanza=stet --type=full backup")
+        assert direct.rc != 0, direct.stdout
+        assert backup_labels(api) == labels
+        # PostgreSQL keeps taking writes meanwhile (archiving waits; WAL stays on the primary).
+        sql(primary, "CREATE TABLE disk_full_probe (n int)")
+        sql(primary, "INSERT INTO disk_full_probe SELECT generate_series(1, 100)")
+        assert sql(primary, "SELECT count(*) FROM disk_full_probe") == "100"
+    finally:
+        api.run(f"rm -f {FILLER}")
+        primary.run("runuser -u postgres -- psql -X -q -d stet -c 'DROP TABLE IF EXISTS disk_full_probe'")
+    # With room again the next run succeeds, and archiving has caught up.
+    job = api.run(f"{BACKUP_JOB} diff")
+    assert job.rc == 0, job.stdout + job.stderr
+    assert len(backup_labels(api)) == len(labels) + 1
+    pgbackrest(api, "check")
+
+
+def test_restore_refuses_without_a_confirmation(request, primary):
+    pid = postmaster_pid(primary)
+    result = ansible_playbook(request, "../../playbooks/restore.yml")
+    assert result.returncode != 0
+    # Molecule's callback may wrap the message: compare with the blanks folded.
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "confirm with -e restore_confirm=yes" in output and "Nothing was stopped or changed." in output
+    assert postmaster_pid(primary) == pid
+
+
+@pytest.fixture
+def probe_rows(primary):
+    """A table with rows 1..50 written before a noted time and 51..80 after it, then dropped."""
+    sql(primary, "SET ROLE stet; DROP TABLE IF EXISTS pitr_probe; CREATE TABLE pitr_probe (n int)")
+    sql(primary, "INSERT INTO pitr_probe SELECT generate_series(1, 50)")
+    time.sleep(1)
+    noted = sql(
+        primary, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"
+    )
+    time.sleep(1)
+    sql(primary, "INSERT INTO pitr_probe SELECT generate_series(51, 80)")
+    sql(primary, "DROP TABLE pitr_probe")
+    return noted
+
+
+def test_point_in_time_restore_gives_exactly_the_rows_before_the_noted_time(
+    request, primary, replica, api, probe_rows
+):
+    backups_before = len(backup_labels(api))
+    result = ansible_playbook(
+        request,
+        "../../playbooks/restore.yml",
+        "-e",
+        "restore_confirm=yes",
+        "-e",
+        f"restore_target_time='{probe_rows}'",
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    assert sql(primary, "SELECT count(*), min(n), max(n) FROM pitr_probe") == "50|1|50"
+    # A safety backup of the state before the restore, and a full backup of the new timeline after.
+    backups = stanza_info(api)["backup"]
+    assert len(backups) == backups_before + 2
+    assert backups[-1]["type"] == "full"
+    # The primary takes writes on a new timeline, archived like before.
+    assert sql(primary, "SELECT pg_is_in_recovery()") == "f"
+    # No recovery setting is left behind, nor any setting waiting for a restart.
+    assert sql(primary, "SELECT count(*) FROM pg_settings WHERE pending_restart") == "0"
+    auto_conf = "/var/lib/postgresql/15/main/postgresql.auto.conf"
+    assert run_ok(primary, f"grep -c recovery_target {auto_conf} || true") == "0"
+    assert sql(primary, "SELECT timeline_id > 1 FROM pg_control_checkpoint()") == "t"
+    pgbackrest(api, "check")
+    # The standby was rebuilt from the restored primary and streams from it.
+    sql(primary, "INSERT INTO pitr_probe VALUES (81)")
+    for _ in range(30):
+        if sql(replica, "SELECT count(*) FROM pitr_probe") == "51":
+            break
+        time.sleep(1)
+    assert sql(replica, "SELECT count(*) FROM pitr_probe") == "51"
+    assert sql(primary, "SELECT state FROM pg_stat_replication") == "streaming"
+    sql(primary, "DROP TABLE pitr_probe")
