@@ -12,7 +12,7 @@ import time
 
 import pytest
 from conftest import make_app
-from helpers import connect, correction
+from helpers import connect, correction, create_api_key, read_query
 from stet_api.errors import ApiError
 
 
@@ -119,6 +119,38 @@ def test_a_statement_held_past_its_bound_is_503_and_the_pool_recovers(impatient_
     # The connection was rolled back and kept: the next write goes through at once.
     after = client.post("/v1/corrections", json=correction(subject=subject), headers={"X-Tenant-Id": tenant})
     assert after.status_code == 201
+
+
+def test_a_burst_with_a_new_key_while_the_database_hangs_is_503_never_401(db_url, tenant):
+    """A process that has not seen the key yet, as a worker started during an outage: the
+    burst shares one key lookup instead of spending the unknown-key budget and refusing a
+    valid key."""
+    app = make_app(db_url, STET_DB_STATEMENT_TIMEOUT_MS="500")
+    _, token = create_api_key(db_url, tenant)
+    headers = {"X-Tenant-Id": tenant, "Authorization": f"Bearer {token}"}
+    burst = 8  # past the default budget of 5 lookups per second
+    start = threading.Barrier(burst)
+    statuses = []
+
+    def read():
+        client = app.test_client()
+        start.wait()
+        statuses.append(client.get(f"/v1/facts?{read_query()}", headers=headers).status_code)
+
+    try:
+        with connect(db_url, autocommit=False) as other, other.cursor() as cursor:
+            cursor.execute("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+            threads = [threading.Thread(target=read) for _ in range(burst)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=10)
+            other.rollback()
+        after = app.test_client().get(f"/v1/facts?{read_query()}", headers=headers)
+    finally:
+        app.extensions["stet_pool"].close()
+    assert statuses == [503] * burst
+    assert after.status_code == 200
 
 
 def test_a_database_that_refuses_writes_is_503_not_500(db_url, tenant):

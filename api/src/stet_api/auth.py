@@ -8,6 +8,10 @@ times per second and process (default 5): past that, the request is refused with
 without asking the database, so random tokens cannot turn into database load (a known
 key's refresh after its cache period is not counted). The price:
 during such a flood, the first request with a brand-new key may be refused once.
+Concurrent requests of one process for the same uncached key id share one lookup: a
+burst of a real key's first requests, or of requests while the database hangs, spends
+one unit of that budget, not one per request (each waiter gets the lookup's answer,
+or its 503).
 
 Each key carries scopes (migration 011): read (facts, history, enforcement status, the
 expected systems list), write (corrections, revoke), enforce (heartbeats only) and admin
@@ -59,6 +63,15 @@ class _CachedKey:
     expires: float
 
 
+class _Lookup:
+    """A database lookup of one key id in progress, which concurrent requests wait for."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.entry: _CachedKey | None = None
+        self.error: Exception | None = None
+
+
 class KeyCache:
     """The active API keys this process has looked up, with a bounded lookup rate for misses."""
 
@@ -67,20 +80,20 @@ class KeyCache:
     def __init__(self, ttl_seconds: int, miss_lookups_per_second: int) -> None:
         self._ttl = ttl_seconds
         self._entries: dict[uuid.UUID, _CachedKey] = {}
+        self._in_flight: dict[uuid.UUID, _Lookup] = {}
         self._rate = float(miss_lookups_per_second)
         self._tokens = self._rate
         self._refilled = time.monotonic()
         self._lock = threading.Lock()
 
     def _may_look_up(self, now: float) -> bool:
-        """Token bucket of database lookups for keys not in the cache."""
-        with self._lock:
-            self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
-            self._refilled = now
-            if self._tokens < 1:
-                return False
-            self._tokens -= 1
-            return True
+        """Token bucket of database lookups for keys not in the cache; called under the lock."""
+        self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
     def get(self, key_id: uuid.UUID) -> _CachedKey | None:
         """The cached key (tenant_id None if unknown), or None when the database was not asked."""
@@ -88,16 +101,37 @@ class KeyCache:
         entry = self._entries.get(key_id)
         if entry is not None and entry.expires > now:
             return entry
-        metrics = current_app.extensions["stet_metrics"]
-        # The budget is for key ids not known to be keys; a known key's refresh always runs.
-        known = entry is not None and entry.tenant_id is not None
-        if not known and not self._may_look_up(now):
-            metrics.key_lookups.labels("skipped").inc()
-            return None
+        with self._lock:
+            lookup = self._in_flight.get(key_id)
+            leads = lookup is None
+            if leads:
+                # The budget is for key ids not known to be keys; a known key's refresh always runs.
+                known = entry is not None and entry.tenant_id is not None
+                if not known and not self._may_look_up(now):
+                    current_app.extensions["stet_metrics"].key_lookups.labels("skipped").inc()
+                    return None
+                lookup = self._in_flight[key_id] = _Lookup()
+        if not leads:
+            lookup.done.wait()
+            if lookup.error is not None:
+                raise lookup.error
+            return lookup.entry
+        try:
+            lookup.entry = self._look_up(key_id, now)
+            return lookup.entry
+        except Exception as error:
+            lookup.error = error
+            raise
+        finally:
+            with self._lock:
+                del self._in_flight[key_id]
+            lookup.done.set()
+
+    def _look_up(self, key_id: uuid.UUID, now: float) -> _CachedKey:
         row = current_app.extensions["stet_pool"].run(
             lambda cursor: queries.api_key(cursor, key_id), single_statement=True
         )
-        metrics.key_lookups.labels("found" if row else "unknown").inc()
+        current_app.extensions["stet_metrics"].key_lookups.labels("found" if row else "unknown").inc()
         if len(self._entries) >= self.MAX_ENTRIES:
             self._entries = {k: v for k, v in self._entries.items() if v.expires > now}
         entry = _CachedKey(
