@@ -11,12 +11,14 @@ import time
 import uuid
 
 import pytest
-from conftest import API, SCRIPTS, ansible_playbook, run_ok, sql
+from conftest import API, PRIMARY, SCRIPTS, address, ansible_playbook, run_ok, sql
 
 testinfra_hosts = [f"docker://{API}"]
 
 REPOSITORY = "/var/lib/pgbackrest"
 BACKUP_JOB = f"{SCRIPTS}/pgbackrest-backup.sh"
+TEST_RESTORE_JOB = f"{SCRIPTS}/pgbackrest-test-restore.py"
+TEST_RESTORE_METRICS = "/var/lib/stet/metrics/stet_db_job_pgbackrest_test_restore.prom"
 FILLER = f"{REPOSITORY}/filler"
 
 
@@ -96,6 +98,80 @@ def test_a_full_repository_fails_the_backup_loudly_and_counts_nothing(api, prima
     assert job.rc == 0, job.stdout + job.stderr
     assert len(backup_labels(api)) == len(labels) + 1
     pgbackrest(api, "check")
+
+
+def application_tables(primary) -> int:
+    return int(sql(primary, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"))
+
+
+@pytest.fixture
+def metrics_dir(api):
+    """The node exporter's textfile directory, which the monitoring role (not in this scenario) makes."""
+    run_ok(api, f"install -d -m 0755 {TEST_RESTORE_METRICS.rsplit('/', 1)[0]}")
+
+
+def test_the_test_restore_matches_the_primary_while_writes_go_on(api, primary, metrics_dir):
+    sql(primary, "SET ROLE stet; DROP TABLE IF EXISTS test_restore_probe")
+    sql(primary, "SET ROLE stet; CREATE TABLE test_restore_probe (n int)")
+    # Writes all through the run: the marked point must cut them exactly where the restore stops.
+    writer = (
+        "for i in $(seq 1 1500); do runuser -u postgres -- psql -X -q -d stet"
+        ' -c "INSERT INTO test_restore_probe VALUES ($i)"; sleep 0.02; done'
+    )
+    primary.run(f"nohup bash -c '{writer}' >/dev/null 2>&1 &")
+    time.sleep(1)
+    before = int(sql(primary, "SELECT count(*) FROM test_restore_probe"))
+    job = api.run(TEST_RESTORE_JOB)
+    after = int(sql(primary, "SELECT count(*) FROM test_restore_probe"))
+    primary.run("pkill -f 'seq 1 1500' || true")
+    assert job.rc == 0, job.stdout + job.stderr
+    fields = dict(word.split("=", 1) for word in job.stdout.split() if "=" in word)
+    assert fields["status"] == "ok" and fields["job"] == "pgbackrest_test_restore", job.stdout
+    assert int(fields["tables"]) == application_tables(primary)
+    assert int(fields["rows"]) > 0
+    # The primary took writes while the point was marked and the copy compared.
+    assert 0 < before < after, (before, after)
+    metrics = run_ok(api, f"cat {TEST_RESTORE_METRICS}")
+    assert 'stet_db_job_last_exit_code{task="pgbackrest_test_restore"} 0' in metrics
+    assert "stet_db_job_last_success_timestamp_seconds" in metrics
+    # Nothing of the scratch instance is left running or on disk.
+    assert api.run("pgrep -f '[p]gbackrest-test-restore/data'").rc == 1
+    assert api.run("test -e /var/lib/pgbackrest-test-restore").rc == 1
+    sql(primary, "DROP TABLE test_restore_probe")
+
+
+def test_the_test_restore_reports_a_table_the_backups_do_not_hold(api, primary, metrics_dir):
+    # An unlogged table writes no WAL and is restored empty: a real way to lose data that
+    # only a restore shows.
+    sql(primary, "SET ROLE stet; CREATE UNLOGGED TABLE unlogged_probe AS SELECT generate_series(1, 10) AS n")
+    try:
+        job = api.run(TEST_RESTORE_JOB)
+    finally:
+        sql(primary, "DROP TABLE unlogged_probe")
+    assert job.rc == 6, job.stdout + job.stderr
+    assert "status=failed exit=6 reason=mismatch differing=public.unlogged_probe " in job.stdout
+    assert "reason=mismatch" in run_ok(api, "tail -n 1 /var/log/stet/db-maintenance.log")
+    metrics = run_ok(api, f"cat {TEST_RESTORE_METRICS}")
+    assert 'stet_db_job_last_exit_code{task="pgbackrest_test_restore"} 6' in metrics
+    # The last good run's time stays for the "too old" alert.
+    assert "stet_db_job_last_success_timestamp_seconds" in metrics
+    assert api.run("test -e /var/lib/pgbackrest-test-restore").rc == 1
+
+
+def test_the_test_restore_role_reads_and_marks_but_cannot_write(api):
+    """Its password sits on the repository host: what it can do there is what a thief could."""
+    psql = (
+        f"PGPASSFILE=/etc/stet/secrets/pgbackrest_verify.pgpass psql -X -q -At -h {address(PRIMARY)}"
+        " -U stet_verify -d stet -c"
+    )
+    assert run_ok(api, psql + " 'SELECT count(*) >= 0 FROM corrections'") == "t"
+    for statement in (
+        "DELETE FROM corrections",
+        "CREATE TABLE intruder (n int)",
+        "LOCK TABLE corrections IN ACCESS EXCLUSIVE MODE",
+    ):
+        refused = api.run(f"{psql} 'BEGIN; {statement}; ROLLBACK'")
+        assert refused.rc != 0 and "permission denied" in refused.stderr, (statement, refused.stderr)
 
 
 def test_restore_refuses_without_a_confirmation(request, primary):
