@@ -160,17 +160,23 @@ def test_the_test_restore_reports_a_table_the_backups_do_not_hold(api, primary, 
 
 def test_the_test_restore_role_reads_and_marks_but_cannot_write(api):
     """Its password sits on the repository host: what it can do there is what a thief could."""
-    psql = (
-        f"PGPASSFILE=/etc/stet/secrets/pgbackrest_verify.pgpass psql -X -q -At -h {address(PRIMARY)}"
-        " -U stet_verify -d stet -c"
-    )
-    assert run_ok(api, psql + " 'SELECT count(*) >= 0 FROM corrections'") == "t"
+
+    def as_verify_role(statement: str):
+        return api.run(
+            "PGPASSFILE=/etc/stet/secrets/pgbackrest_verify.pgpass"
+            " psql -X -q -At -h %s -U stet_verify -d stet -c %s",
+            address(PRIMARY),
+            statement,
+        )
+
+    read = as_verify_role("SELECT count(*) >= 0 FROM corrections")
+    assert read.rc == 0 and read.stdout.strip() == "t", read.stderr
     for statement in (
         "DELETE FROM corrections",
         "CREATE TABLE intruder (n int)",
         "LOCK TABLE corrections IN ACCESS EXCLUSIVE MODE",
     ):
-        refused = api.run(f"{psql} 'BEGIN; {statement}; ROLLBACK'")
+        refused = as_verify_role(f"BEGIN; {statement}; ROLLBACK")
         assert refused.rc != 0 and "permission denied" in refused.stderr, (statement, refused.stderr)
 
 
