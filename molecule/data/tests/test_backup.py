@@ -133,14 +133,15 @@ EXPECTED_CRON = {
     ("0 2 * * *", "postgres"): 'psql -X -q -d stet -c "VACUUM ANALYZE;"',
     ("0 3 * * *", "root"): f"{SCRIPTS}/backup-database.sh",
     ("0 4 1 * *", "postgres"): f"{SCRIPTS}/archive-heartbeats.sh",
-    ("0 5 15 * *", "postgres"): f"{SCRIPTS}/test-restore.sh",
 }
+# The dump's test restore on the primary is not scheduled: the scenario has a pgBackRest
+# repository host, whose weekly test restore runs off the primary (test_pgbackrest.py).
 
 
-def crontab(host) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+def crontab(host, cron_file: str = CRON_FILE) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
     """The file's environment lines, and its entries as (schedule, user) -> command."""
     environment, entries = {}, {}
-    for line in host.file(CRON_FILE).content_string.splitlines():
+    for line in host.file(cron_file).content_string.splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         if "=" in line.split()[0]:
@@ -153,10 +154,10 @@ def crontab(host) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
     return environment, entries
 
 
-def run_like_cron(host, job: str):
+def run_like_cron(host, job: str, cron_file: str = CRON_FILE):
     """Run the entry whose command contains `job` as cron would: as its user, in its home,
     with only cron's environment (LOGNAME, HOME, SHELL, PATH) and the file's own variables."""
-    environment, entries = crontab(host)
+    environment, entries = crontab(host, cron_file)
     [(user, command)] = [(user, command) for (_, user), command in entries.items() if job in command]
     assert "%" not in command  # cron would turn it into a newline
     home = run_ok(host, f"getent passwd {user} | cut -d: -f6")
@@ -237,8 +238,10 @@ def test_cron_archive_moves_old_heartbeats_and_logs_it(primary):
     assert sql(primary, archived) == "4"
 
 
-def test_cron_test_restore_passes_and_logs_it(primary):
-    job = run_like_cron(primary, "test-restore.sh")
+def test_cron_test_restore_runs_off_the_primary_and_logs_it(api):
+    # With a repository host, the scheduled test restore is pgBackRest's, on that host.
+    _, entries = crontab(api, "/etc/cron.d/stet-pgbackrest")
+    assert ("0 5 * * 6", "root") in entries
+    job = run_like_cron(api, "pgbackrest-test-restore.py", "/etc/cron.d/stet-pgbackrest")
     assert job.rc == 0, job.stdout + job.stderr
-    assert "job=test_restore status=ok exit=0" in last_log_line(primary)
-    assert sql(primary, "SELECT count(*) FROM pg_database WHERE datname = 'stet_restore_test'") == "0"
+    assert "job=pgbackrest_test_restore status=ok exit=0" in last_log_line(api)

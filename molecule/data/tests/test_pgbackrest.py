@@ -71,6 +71,24 @@ def test_every_repository_file_is_encrypted(api, primary):
     sql(primary, "DROP TABLE encryption_probe")
 
 
+def test_backups_come_from_the_standby_and_from_the_primary_when_it_is_down(api, replica):
+    job = api.run(f"{BACKUP_JOB} incr")
+    assert job.rc == 0 and "status=ok" in job.stdout, job.stdout + job.stderr
+    assert "source=standby" in job.stdout
+    # pgBackRest waited for the standby to replay up to the backup's start, then copied from it.
+    log = run_ok(api, "tail -n 40 /var/log/pgbackrest/stet-backup.log")
+    assert "replay on the standby reached" in log, log
+    labels = backup_labels(api)
+    run_ok(replica, "systemctl stop postgresql@15-main")
+    try:
+        job = api.run(f"{BACKUP_JOB} incr")
+    finally:
+        run_ok(replica, "systemctl start postgresql@15-main")
+    assert job.rc == 0 and "status=ok" in job.stdout, job.stdout + job.stderr
+    assert "source=primary" in job.stdout
+    assert len(backup_labels(api)) == len(labels) + 1
+
+
 def test_a_full_repository_fails_the_backup_loudly_and_counts_nothing(api, primary):
     labels = backup_labels(api)
     free_kib = int(run_ok(api, f"df --output=avail -k {REPOSITORY} | tail -n 1"))
