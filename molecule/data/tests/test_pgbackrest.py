@@ -212,6 +212,38 @@ def test_the_test_restore_role_reads_and_marks_but_cannot_write(api):
         assert refused.rc != 0 and "permission denied" in refused.stderr, (statement, refused.stderr)
 
 
+@pytest.fixture
+def rebuilt_primary(primary):
+    """The primary's data directory swapped for a new, empty cluster (a rebuilt host); put back after."""
+    data = "/var/lib/postgresql/15/main"
+    run_ok(primary, "pg_ctlcluster 15 main stop -m fast")
+    run_ok(primary, f"mv {data} {data}.kept")
+    try:
+        run_ok(primary, f"install -d -o postgres -g postgres -m 0700 {data}")
+        run_ok(primary, f"runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -D {data} --auth=peer")
+        run_ok(primary, "pg_ctlcluster 15 main start")
+        yield
+    finally:
+        primary.run("pg_ctlcluster 15 main stop -m fast")
+        primary.run(f"rm -rf {data} && mv {data}.kept {data}")
+        run_ok(primary, "pg_ctlcluster 15 main start")
+
+
+def test_a_rebuilt_primary_is_named_with_the_way_back_and_the_repository_is_untouched(
+    request, api, primary, rebuilt_primary
+):
+    stanza_files = f"{REPOSITORY}/backup/stet/backup.info {REPOSITORY}/archive/stet/archive.info"
+    before = run_ok(api, f"sha256sum {stanza_files}")
+    result = ansible_playbook(request, "pgbackrest.yml")
+    assert result.returncode != 0
+    output = " ".join((result.stdout + result.stderr).split())
+    new_system = sql(primary, "SELECT system_identifier FROM pg_control_system()", db="postgres")
+    assert f"runs system {new_system}: a new, empty cluster" in output, output[-3000:]
+    assert "playbooks/restore.yml -i" in output
+    assert "-e restore_confirm=yes -e restore_safety_backup=false" in output
+    assert run_ok(api, f"sha256sum {stanza_files}") == before
+
+
 def test_restore_refuses_without_a_confirmation(request, primary):
     pid = postmaster_pid(primary)
     result = ansible_playbook(request, "../../playbooks/restore.yml")
