@@ -7,7 +7,14 @@ from e2e import ROOT_CA
 
 
 def test_golive_check_passes_on_production(client):
-    TOPOLOGY.assert_golive_check_passes()
+    checks = TOPOLOGY.assert_golive_check_passes()
+    # The repository host's pgBackRest items were judged, not skipped.
+    for check in (
+        "pgBackRest test restore scheduled",
+        "pgBackRest backup newer than",
+        "WAL archiving reaches the pgBackRest repository",
+    ):
+        assert f"PASS {API_HOSTS[1]} {check}" in checks, check
 
 
 def test_golive_check_fails_and_names_the_host_when_a_monitoring_job_is_off(client):
