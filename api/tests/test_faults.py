@@ -153,6 +153,26 @@ def test_a_burst_with_a_new_key_while_the_database_hangs_is_503_never_401(db_url
     assert after.status_code == 200
 
 
+def test_failed_key_lookups_in_a_row_stay_503_and_do_not_spend_the_budget(db_url, tenant):
+    """Requests one after the other with a key this process has not seen, while the database
+    answers nothing: each lookup fails; none may turn the valid key into a 401 by exhausting
+    the unknown-key budget (the CI failure of stop 24: 3 x 401 in the hung-PostgreSQL drill)."""
+    app = make_app(db_url, STET_DB_STATEMENT_TIMEOUT_MS="20", STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND="1")
+    _, token = create_api_key(db_url, tenant)
+    headers = {"X-Tenant-Id": tenant, "Authorization": f"Bearer {token}"}
+    client = app.test_client()
+    try:
+        with connect(db_url, autocommit=False) as other, other.cursor() as cursor:
+            cursor.execute("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+            statuses = [client.get(f"/v1/facts?{read_query()}", headers=headers).status_code for _ in range(10)]
+            other.rollback()
+        after = client.get(f"/v1/facts?{read_query()}", headers=headers)
+    finally:
+        app.extensions["stet_pool"].close()
+    assert statuses == [503] * 10
+    assert after.status_code == 200
+
+
 def test_a_database_that_refuses_writes_is_503_not_500(db_url, tenant):
     """As a primary still replaying WAL after a restore, or a standby: reads that count
     against the rate limit and writes both need to write."""

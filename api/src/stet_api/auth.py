@@ -11,7 +11,8 @@ during such a flood, the first request with a brand-new key may be refused once.
 Concurrent requests of one process for the same uncached key id share one lookup: a
 burst of a real key's first requests, or of requests while the database hangs, spends
 one unit of that budget, not one per request (each waiter gets the lookup's answer,
-or its 503).
+or its 503). A lookup that fails (database unreachable, pool exhausted) gives its unit
+back: it learnt nothing about the key, so an outage answers 503, never 401.
 
 Each key carries scopes (migration 011): read (facts, history, enforcement status, the
 expected systems list), write (corrections, revoke), enforce (heartbeats only) and admin
@@ -106,8 +107,8 @@ class KeyCache:
             leads = lookup is None
             if leads:
                 # The budget is for key ids not known to be keys; a known key's refresh always runs.
-                known = entry is not None and entry.tenant_id is not None
-                if not known and not self._may_look_up(now):
+                charged = entry is None or entry.tenant_id is None
+                if charged and not self._may_look_up(now):
                     current_app.extensions["stet_metrics"].key_lookups.labels("skipped").inc()
                     return None
                 lookup = self._in_flight[key_id] = _Lookup()
@@ -121,6 +122,9 @@ class KeyCache:
             return lookup.entry
         except Exception as error:
             lookup.error = error
+            if charged:
+                with self._lock:
+                    self._tokens = min(self._rate, self._tokens + 1)
             raise
         finally:
             with self._lock:
