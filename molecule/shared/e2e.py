@@ -28,6 +28,7 @@ ROOT_CA = "/usr/local/share/stet-test/pebble-root.pem"
 CLIENT_HEADERS = "/root/stet-client.headers"
 # The load generator, a standalone program copied into the client host and run there.
 LOADGEN = REPO / "molecule" / "shared" / "loadgen.py"
+LOADGEN_MAX_SECONDS = 1800  # loadgen's MAX_DURATION_SECONDS
 # What the load reads: liveness (no database) and a permission-filtered facts query.
 READ_PATHS = ("/health", "/v1/facts?subject_type=user&subject_id=load&requester_id=assistant")
 # Statuses loadgen counts as answered: reads 200, writes 201 (200 on a replay), 429 counted apart.
@@ -229,6 +230,9 @@ class Load:
         # The tag goes into a path, a shell command and a LIKE pattern: nothing else allowed.
         if not self.tag.replace("-", "").isalnum() or not self.tag.isascii():
             raise ValueError(f"a load's tag is letters, digits and dashes: {self.tag!r}")
+        # loadgen refuses a longer run, and it starts detached: its usage error would go unseen.
+        if not 0 < max_seconds <= LOADGEN_MAX_SECONDS:
+            raise ValueError(f"a load runs at most {LOADGEN_MAX_SECONDS} s, not {max_seconds}")
         self.dir = f"/root/{self.tag}"
         self.rate = rate
         self.write_rate = write_rate

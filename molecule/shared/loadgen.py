@@ -20,7 +20,8 @@ Writes (optional): POSTs of the JSON in --write-body to --write-url at --write-r
 second, alongside the reads. Every string in the body has "{seq}" replaced by the write's
 sequence number, so each write can carry its own idempotency key. A write is acknowledged
 when its status is in --write-expect and its JSON answer names a correction_id; each
-acknowledgement is appended to --ack-file as it arrives ({"seq", "status", "correction_id"}),
+acknowledgement is appended to --ack-file as it arrives ({"seq", "status", "correction_id",
+"acked_at": epoch seconds}),
 so the file holds what the service promised to keep even if this process is killed.
 --log-file gets one line per request ({"kind", "started", "finished", "status"}, epoch
 seconds), from which an outage's start and end can be read.
@@ -277,7 +278,14 @@ def run(args: argparse.Namespace) -> dict:
         if is_ok:
             with writes.lock:
                 acknowledged["count"] += 1
-            acked.write({"seq": seq, "status": outcome, "correction_id": correction_id})
+            acked.write(
+                {
+                    "seq": seq,
+                    "status": outcome,
+                    "correction_id": correction_id,
+                    "acked_at": round(wall + seconds, 3),
+                }
+            )
         log.write(
             {
                 "kind": "write",

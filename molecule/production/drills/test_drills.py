@@ -10,8 +10,12 @@ and writes go through the load balancer over HTTPS (`make drills`, or
                      loudly while reads go on; the directory is then exactly as it was
     6 failover       docker stop the primary, playbooks/failover.yml promotes the replica
                      (destructive: last; the next run rebuilds the topology first)
+    7 rebuild        both database hosts removed with their disks; fresh hosts of the same
+                     names, site.yml (stopped by the repository's guard), restore.yml from
+                     the pgBackRest repository, site.yml again (destructive)
 
-Each test fails when an acknowledged correction is missing from the database, the component
+Each test fails when an acknowledged correction is missing from the database (drill 7: one
+acknowledged earlier than the archive lag before the loss), the component
 or the service never came back within the drill's bounds, or the drill's own check failed;
 never because recovery was slow. The figures are printed at the end (conftest.py).
 """
@@ -25,11 +29,13 @@ import time
 import pytest
 from conftest import (
     API1,
+    API2,
     API_HOSTS,
     API_PORTS,
     LB,
     PRIMARY,
     REPLICA,
+    REPO,
     REPORT_DIR,
     address,
     docker,
@@ -37,6 +43,7 @@ from conftest import (
     instance_ready,
     main_pid,
     pgbouncer_ready,
+    psql,
     replica_streaming,
     sh,
     since,
@@ -50,6 +57,10 @@ BACKUP_DIR = "/var/backups/stet"
 BACKUP_LOG = "/var/log/stet/db-maintenance.log"
 NGINX_ACCESS_LOG = "/var/log/nginx/stet_access.log"
 FAILOVER_TIMEOUT = 780  # within the failover load's 900 s
+PGBACKREST_BACKUP_JOB = "/opt/stet/scripts/pgbackrest-backup.sh"
+# archive_timeout (postgresql_archive_timeout) plus the asynchronous push's own delay.
+ARCHIVE_LAG_SECONDS = 75
+REPOSITORY_GUARD = "a new, empty cluster"
 
 
 def test_drill_1_api_instance(production, drill):
@@ -233,6 +244,64 @@ def test_drill_6_failover(production, drill):
             ),
             120,
         )
+        return fault_at, since(fault_at, healthy)
+
+    def writes_back(requests, fault_at):
+        write_s, _ = back_after([r for r in requests if r["kind"] == "write"], fault_at)
+        d.note(f"writes succeed again after {write_s} s")
+
+    d.run(fault, after=writes_back)
+    d.assert_held()
+
+
+@pytest.mark.destructive
+def test_drill_7_database_hosts_rebuilt(production, drill):
+    """Every database host lost with its disk. Fresh hosts of the same names; site.yml must stop
+    at the repository's guard before any API host migrates the new, empty cluster; restore.yml
+    brings the data back from the pgBackRest repository on the API host; site.yml again. Writes
+    acknowledged within the archive lag before the loss may be lost, no earlier one."""
+    if production.shape_problems():
+        production.ensure()  # after the failover drill: the replica rebuilt first
+    if not json.loads(sh(API2, "runuser -u postgres -- pgbackrest --stanza=stet --output=json info"))[0][
+        "backup"
+    ]:
+        sh(API2, f"{PGBACKREST_BACKUP_JOB} full", timeout=600)
+    d = drill(
+        7,
+        "rebuild",
+        f"docker rm -f {PRIMARY} {REPLICA}; fresh hosts; site.yml, restore.yml, site.yml",
+        max_seconds=1800,  # loadgen's longest run
+        loss_window=ARCHIVE_LAG_SECONDS,
+    )
+
+    def playbook(step: str, path, timeout: int, *extra: str) -> tuple[int, str]:
+        output = REPORT_DIR / f"{d.tag}-{step}.log"
+        started = time.time()
+        returncode = production.playbook(path, output, timeout, *extra)
+        d.note(f"{step}: exit {returncode} in {round(time.time() - started)} s (log {output})")
+        return returncode, output.read_text()
+
+    def fault():
+        fault_at = time.time()
+        docker("rm", "--force", PRIMARY, REPLICA, timeout=120)
+        d.note(f"{PRIMARY} and {REPLICA} removed")
+        production.recreate(PRIMARY, REPLICA)
+        d.note(f"fresh {PRIMARY} and {REPLICA} after {round(time.time() - fault_at)} s")
+        returncode, output = playbook("site-1", REPO / "site.yml", 1800)
+        d.check(
+            returncode != 0 and REPOSITORY_GUARD in output,
+            "site.yml was not stopped by the repository's guard",
+        )
+        migrated = psql(PRIMARY, "SELECT count(*) FROM pg_tables WHERE tablename = 'corrections'", timeout=60)
+        d.check(migrated == "0", "an API host migrated the new, empty cluster before the restore")
+        returncode, _ = playbook(
+            "restore", "restore.yml", 1800, "-e", "restore_confirm=yes", "-e", "restore_safety_backup=false"
+        )
+        d.check(returncode == 0, "restore.yml failed")
+        returncode, _ = playbook("site-2", REPO / "site.yml", 1800)
+        d.check(returncode == 0, "site.yml after the restore failed")
+        production.restart_stale_instances()
+        healthy = wait_until(lambda: not production.shape_problems(), 300, 5)
         return fault_at, since(fault_at, healthy)
 
     def writes_back(requests, fault_at):

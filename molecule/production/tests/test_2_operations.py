@@ -1,11 +1,13 @@
 """The release lifecycle under continuous reads and writes through the load balancer, in one
 sequence: deploy v2 (adds a migration) -> rollback to v1 (older code on the newer schema) ->
-site.yml -> deploy v2 again -> a v3 whose gate fails (the roll stops after host 1, which stays
-drained through a run of the nginx role) -> rollback; then backup, migrate.yml and restore.yml
-for real. tests/test_3_scale.py goes on with scale.yml and a last site.yml."""
+site.yml -> a new database password -> deploy v2 again -> a v3 whose gate fails (the roll
+stops after host 1, which stays drained through a run of the nginx role) -> rollback; then
+backup, migrate.yml and restore.yml for real. tests/test_3_scale.py goes on with scale.yml
+and a last site.yml."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from conftest import (
@@ -168,6 +170,28 @@ def test_site_yml_after_the_rollback_restarts_nothing(client):
     assert_every_host_runs(INITIAL_VERSION)
     assert_manifest(INITIAL_VERSION)
     step("site.yml", traffic, min_reads=200, min_writes=10)
+
+
+def test_a_new_database_password_restarts_every_instance_onto_it(client):
+    """The application's database password rotated as an operator would: the primary's secret
+    removed, the data tier and then the application tier run again. PostgreSQL, PgBouncer and
+    every API host's URL file get the new one; every instance, started with the old URL, is
+    restarted onto the new one (one at a time, gated on /ready) instead of failing its next
+    login. No load meanwhile: PostgreSQL keeps one password per role, so between the two
+    playbooks a new connection with the old one is refused."""
+    pids = {name: main_pids(name) for name in API_HOSTS}
+    secret = "/etc/stet/secrets/db_password"
+    before = run_ok(PRIMARY, f"sha256sum < {secret}")
+    run_ok(PRIMARY, f"rm {secret}")
+    for name in ("database.yml", "application.yml"):
+        result = playbook(name, timeout=1800)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert run_ok(PRIMARY, f"sha256sum < {secret}") != before
+    for name in API_HOSTS:
+        assert all(new != old for new, old in zip(main_pids(name), pids[name], strict=True)), name
+    with load() as traffic:
+        time.sleep(10)
+    step("after a new database password", traffic, min_reads=100, min_writes=5)
 
 
 def test_deploy_again_after_site_yml_keeps_every_hosts_key(client, next_source):
