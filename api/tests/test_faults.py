@@ -164,7 +164,9 @@ def test_failed_key_lookups_in_a_row_stay_503_and_do_not_spend_the_budget(db_url
     try:
         with connect(db_url, autocommit=False) as other, other.cursor() as cursor:
             cursor.execute("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
-            statuses = [client.get(f"/v1/facts?{read_query()}", headers=headers).status_code for _ in range(10)]
+            statuses = [
+                client.get(f"/v1/facts?{read_query()}", headers=headers).status_code for _ in range(10)
+            ]
             other.rollback()
         after = client.get(f"/v1/facts?{read_query()}", headers=headers)
     finally:
