@@ -12,6 +12,7 @@
 #   MIX_SUBJECTS seeded subjects (scripts/bench/seed.sql)
 #   MIX_CONNECTIONS total connections (>= 4)
 #   MIX_BACKOFF_MS  optional: wait after a 429 before the next request (mix.lua), default 0
+# run_facts needs WRK, MIX_LUA, MIX_HEADERS and MIX_SUBJECTS only: it names its URL.
 
 MIX_CLASSES=(facts corrections heartbeat escalation)
 
@@ -50,4 +51,11 @@ run_mix() {
     tail -n 5 "$out"/*.out >&2
     return 1
   fi
+}
+
+# run_facts SECONDS CONNECTIONS URL OUTFILE: GET /v1/facts alone (mix.lua's facts class),
+# wrk with two threads; OUTFILE gets wrk's output, its RESULT line included.
+run_facts() {
+  "${WRK[@]}" -t2 -c"$2" -d"$1s" --timeout 10s -s "$MIX_LUA" "$3" -- facts "$MIX_HEADERS" "$MIX_SUBJECTS" \
+    >"$4" 2>&1
 }
