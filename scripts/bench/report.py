@@ -27,29 +27,32 @@ TARGETS = {"facts": (50.0, 1000.0), "corrections": (100.0, 500.0)}
 COUNTS = ("ok", "limited_edge", "limited_api", "other", "socket_errors")
 
 
+def read_result(path: Path) -> dict:
+    """The figures of one wrk run: the RESULT line mix.lua printed into its output file."""
+    line = next((x for x in path.read_text().splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"report: no RESULT line in {path}:\n{path.read_text()[-2000:]}")
+    fields = dict(re.findall(r"(\w+)=(\S+)", line))
+    seconds = float(fields["seconds"])
+    row = {
+        "requests": int(fields["requests"]),
+        "seconds": seconds,
+        "rate": int(fields["requests"]) / seconds,
+        "p50_ms": float(fields["p50_ms"]),
+        "p95_ms": float(fields["p95_ms"]),
+        "p99_ms": float(fields["p99_ms"]),
+    }
+    row.update({key: int(fields[key]) for key in COUNTS})
+    row["ok_rate"] = row["ok"] / seconds
+    return row
+
+
 def read_results(directory: Path) -> list[dict]:
-    rows = []
-    for name in CLASSES:
-        path = directory / f"{name}.out"
-        if not path.exists():
-            continue
-        line = next((x for x in path.read_text().splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            raise SystemExit(f"report: no RESULT line in {path}:\n{path.read_text()[-2000:]}")
-        fields = dict(re.findall(r"(\w+)=(\S+)", line))
-        seconds = float(fields["seconds"])
-        row = {
-            "endpoint": name,
-            "requests": int(fields["requests"]),
-            "seconds": seconds,
-            "rate": int(fields["requests"]) / seconds,
-            "p50_ms": float(fields["p50_ms"]),
-            "p95_ms": float(fields["p95_ms"]),
-            "p99_ms": float(fields["p99_ms"]),
-        }
-        row.update({key: int(fields[key]) for key in COUNTS})
-        row["ok_rate"] = row["ok"] / seconds
-        rows.append(row)
+    rows = [
+        {"endpoint": name, **read_result(directory / f"{name}.out")}
+        for name in CLASSES
+        if (directory / f"{name}.out").exists()
+    ]
     if not rows:
         raise SystemExit(f"report: no <class>.out in {directory}")
     return rows

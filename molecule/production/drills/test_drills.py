@@ -266,8 +266,7 @@ def test_drill_7_database_hosts_rebuilt(production, drill):
     at the repository's guard before any API host migrates the new, empty cluster; restore.yml
     brings the data back from the pgBackRest repository on the API host; site.yml again. Writes
     acknowledged within the archive lag before the loss may be lost, no earlier one."""
-    if production.shape_problems():
-        production.ensure()  # after the failover drill: the replica rebuilt first
+    production.ensure()  # in shape first (after the failover drill: the replica rebuilt)
     if not json.loads(sh(API2, "runuser -u postgres -- pgbackrest --stanza=stet --output=json info"))[0][
         "backup"
     ]:
