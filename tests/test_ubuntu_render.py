@@ -50,6 +50,7 @@ PLAY_HOSTS = {
     "monitoring": "all",
     "alertmanager": "stet_monitor",
     "prometheus": "stet_monitor",
+    "pki": "all",
 }
 
 # What a template reads from a task that asks a running service (registered at run time).
@@ -320,6 +321,9 @@ def render(os_name: str, workdir: Path, roles_root: Path = ROLES) -> dict:
                 (target / entry.name).symlink_to(entry)
         for entry in (source / "tasks").iterdir():
             (target / "tasks" / entry.name).symlink_to(entry)
+        # A role's meta dependencies (pki) run their main.yml: here it only loads their defaults.
+        (target / "tasks" / "main.yml").unlink()
+        (target / "tasks" / "main.yml").write_text("[]\n")
         probes = probes_of(source)
         meta[f"{role}/values"] = number
         for offset, probe in enumerate(probes, 1):

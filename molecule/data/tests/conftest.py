@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ ALL_HOSTS = [PRIMARY, REPLICA, API, OUTSIDER]
 SCRIPTS = "/opt/stet/scripts"
 SCENARIO = Path(__file__).resolve().parents[1]
 REPOSITORY = SCENARIO.parents[1]
+# The helpers the scenarios share (secrets_in_logs).
+sys.path.insert(0, str(REPOSITORY / "molecule" / "shared"))
 
 # The hardening role's two profiles: what each of their hosts must look like.
 HARDENING_PROFILES = {

@@ -16,7 +16,9 @@ def test_api_database_url_points_at_pgbouncer_and_is_root_only(api, primary):
     assert (url.user, url.group, url.mode) == ("root", "root", 0o600)
     primary_address = run_ok(api, f"getent ahostsv4 {PRIMARY} | awk 'NR == 1 {{print $1}}'")
     assert url.content_string.startswith("postgresql://stet:")
-    assert url.content_string.endswith(f"@{primary_address}:6432/stet")
+    assert url.content_string.endswith(
+        f"@{primary_address}:6432/stet?sslmode=verify-full&sslrootcert=/etc/ssl/stet-pki/ca.crt"
+    )
 
 
 def test_api_host_queries_through_pgbouncer_with_the_stet_password(api):

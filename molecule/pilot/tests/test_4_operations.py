@@ -6,10 +6,16 @@ import collections
 import json
 import re
 import time
+import uuid
 
 from conftest import API_HOST, DB_HOST, ROOT_CA, SITE, TOPOLOGY, load, playbook, run_ok
 from e2e import is_failure
 
+# Ends the test's slow statement (it runs as application diagnose-test), not the session asking.
+CANCEL_DIAGNOSE_TEST = (
+    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity"
+    " WHERE application_name = 'diagnose-test' AND pid <> pg_backend_pid()"
+)
 # nginx_maintenance_file: while it exists nginx refuses writes (restore.yml creates it).
 MAINTENANCE = "/etc/nginx/stet-maintenance"
 
@@ -26,10 +32,22 @@ def test_golive_check_passes_on_the_pilot(client):
     TOPOLOGY.assert_golive_check_passes()
 
 
-def test_diagnose_reports_the_database_and_changes_nothing(client):
-    result = playbook("diagnose.yml")
+def test_diagnose_reports_slow_statements_without_their_values_and_changes_nothing(client):
+    """A finished slow statement and a running one, each with a value in its text as the API's
+    driver sends them: diagnose reports both, normalised or by id, and prints neither value."""
+    finished, running = (f"diagnose-canary-{uuid.uuid4().hex}" for _ in range(2))
+    as_postgres = "runuser -u postgres -- env PGAPPNAME=diagnose-test psql -X -q -d stet -c"
+    run_ok(DB_HOST, f"{as_postgres} \"SELECT pg_sleep(1.2), '{finished}'\"")
+    run_ok(DB_HOST, f"setsid -f {as_postgres} \"SELECT pg_sleep(30), '{running}'\" >/dev/null 2>&1")
+    try:
+        result = playbook("diagnose.yml", "-e", "diagnose_slow_query_seconds=1")
+    finally:
+        run_ok(DB_HOST, f'{as_postgres} "{CANCEL_DIAGNOSE_TEST}"')
     assert result.returncode == 0, result.stderr[-2000:]
     assert "connections:" in result.stdout
+    assert "queries running longer than 1 s: 1" in result.stdout, result.stdout[-3000:]
+    assert "SELECT pg_sleep($1), $2" in result.stdout, result.stdout[-3000:]
+    assert finished not in result.stdout and running not in result.stdout
     recap = dict(re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", result.stdout, re.MULTILINE))
     assert DB_HOST in recap, result.stdout[-2000:]
     assert set(recap.values()) == {"0"}, recap

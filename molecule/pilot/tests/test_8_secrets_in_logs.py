@@ -1,0 +1,21 @@
+"""No secret the deployment knows is written to any log or journal of the pilot's hosts,
+after converge, idempotence and every operation the tests before this file ran (deploys,
+backups, a restore under load, failed logins, alerts; files run in name order)."""
+
+from __future__ import annotations
+
+import pytest
+import secrets_in_logs
+from conftest import API_HOST, DB_HOST
+
+HOSTS = [API_HOST, DB_HOST]
+
+
+@pytest.fixture(scope="module")
+def known_secrets() -> set[str]:
+    return secrets_in_logs.known_secrets(HOSTS)
+
+
+@pytest.mark.parametrize("name", HOSTS)
+def test_no_secret_in_any_log_or_journal(name, known_secrets):
+    secrets_in_logs.assert_no_secret_logged(name, known_secrets)
