@@ -51,6 +51,8 @@ PLAY_HOSTS = {
     "alertmanager": "stet_monitor",
     "prometheus": "stet_monitor",
     "pki": "all",
+    # stet_dcs in the inventories once Patroni uses it: its members will be the database hosts.
+    "etcd": "stet_db",
 }
 
 # What a template reads from a task that asks a running service (registered at run time).

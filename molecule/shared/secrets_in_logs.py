@@ -4,8 +4,11 @@ idempotence and every operation the tests before it ran."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from urllib.parse import urlsplit
+
+import pytest
 
 # Where the roles keep secrets: every file is one, a URL's password is one too, and so is
 # the password field of a .pgpass line (host:port:database:user:password); each base64 line
@@ -45,7 +48,8 @@ def secrets_of(name: str) -> set[str]:
     return {value for value in found if len(value) >= MIN_SECRET_LENGTH}
 
 
-def known_secrets(names: list[str]) -> set[str]:
+@functools.cache
+def known_secrets(names: tuple[str, ...]) -> set[str]:
     """The secrets of every host; at least the application and replication passwords."""
     secrets = set().union(*(secrets_of(name) for name in names))
     assert len(secrets) >= 2, "no secret found on the hosts"
@@ -62,3 +66,13 @@ def assert_no_secret_logged(name: str, secrets: set[str]) -> None:
     assert in_files.stdout.strip() == "", f"{name}: secrets in {in_files.stdout.split()}"
     lines = in_journal.stdout.strip()
     assert lines == "0", f"{name}: {lines} journal lines hold a secret"
+
+
+def no_secret_logged_test(names: list[str]):
+    """The test a scenario's module exports: one case per host, against every host's secrets."""
+
+    @pytest.mark.parametrize("name", names)
+    def test_no_secret_in_any_log_or_journal(name):
+        assert_no_secret_logged(name, known_secrets(tuple(names)))
+
+    return test_no_secret_in_any_log_or_journal
