@@ -22,11 +22,18 @@ def allowed():
     api, primary, replica = address(API), address(PRIMARY), address(REPLICA)
     postgresql = [("5432/tcp", source) for source in sorted({api, primary, replica})]
     pgbackrest_clients = [("8432/tcp", primary), ("8432/tcp", replica)]
+    members = {PRIMARY: primary, REPLICA: replica, API: api}
+
+    def etcd(name):
+        return [("2379/tcp", source) for source in members.values()] + [
+            ("2380/tcp", source) for member, source in members.items() if member != name
+        ]
+
     return {
-        PRIMARY: [("22/tcp", ANYWHERE), *postgresql, ("6432/tcp", api), ("8432/tcp", api)],
-        REPLICA: [("22/tcp", ANYWHERE), *postgresql, ("8432/tcp", api)],
+        PRIMARY: [("22/tcp", ANYWHERE), *postgresql, ("6432/tcp", api), ("8432/tcp", api), *etcd(PRIMARY)],
+        REPLICA: [("22/tcp", ANYWHERE), *postgresql, ("8432/tcp", api), *etcd(REPLICA)],
         # stet_web's extra rule; the repository answers the database hosts.
-        API: [("22/tcp", ANYWHERE), ("9100/tcp", "192.0.2.0/24"), *pgbackrest_clients],
+        API: [("22/tcp", ANYWHERE), ("9100/tcp", "192.0.2.0/24"), *pgbackrest_clients, *etcd(API)],
         OUTSIDER: [("2222/tcp", ANYWHERE), ("8000:8001/tcp", "10.10.0.0/16"), ("51820/udp", ANYWHERE)],
     }
 
