@@ -22,6 +22,8 @@ GUIDE_SETTINGS = {
     "hot_standby": "on",
     "max_wal_senders": "3",
     "wal_keep_size": "512MB",
+    # Not in the guide: a lost replica's slot may not fill the primary's disk.
+    "max_slot_wal_keep_size": "5GB",
     "random_page_cost": "1.1",
     "effective_io_concurrency": "200",
     "log_destination": "stderr",
@@ -38,6 +40,9 @@ GUIDE_SETTINGS = {
     "log_statement": "ddl",
     # Not the guide's 1s: a slow-query log would keep the values the API sends in its statements.
     "log_min_duration_statement": "-1",
+    # Nor a failing statement's text or its DETAIL (a unique violation names the key's value).
+    "log_min_error_statement": "panic",
+    "log_error_verbosity": "terse",
     "shared_preload_libraries": "pg_stat_statements",
     "pg_stat_statements.track_utility": "off",
     "password_encryption": "scram-sha-256",
@@ -126,6 +131,15 @@ def test_replica_streams_from_the_primary(primary, replica):
     )
 
 
+def test_the_replica_slot_can_hold_back_only_a_bounded_amount_of_wal(primary):
+    # safe_wal_size: what can still be written before the slot is lost; NULL when unbounded.
+    bounded = (
+        "SELECT safe_wal_size BETWEEN 0 AND pg_size_bytes(current_setting('max_slot_wal_keep_size'))"
+        " FROM pg_replication_slots WHERE slot_name = 'stet_data_replica'"
+    )
+    assert sql(primary, bounded) == "t"
+
+
 def test_row_written_on_the_primary_is_visible_on_the_replica(primary, replica):
     marker = str(uuid.uuid4())
     sql(primary, "CREATE TABLE IF NOT EXISTS replication_probe (marker text)", db="postgres")
@@ -154,6 +168,24 @@ def test_a_slow_statement_is_timed_without_its_values_and_none_reaches_the_log(p
     assert float(sql(primary, timed, db="postgres")) >= 1100
     holding = "SELECT count(*) FROM pg_stat_statements WHERE strpos(query, :'canary') > 0"
     assert sql(primary, holding, db="postgres", canary=canary) == "0"
+    assert primary.run(f"grep -rlF {canary} /var/log/postgresql").stdout == ""
+
+
+def test_a_failing_statement_is_logged_without_its_text_or_values(primary):
+    canary = f"error-canary-{uuid.uuid4().hex}"
+    duplicate = (
+        "CREATE TEMP TABLE error_canary (value text PRIMARY KEY);"
+        " INSERT INTO error_canary VALUES (:'canary'), (:'canary')"
+    )
+    # As the API's driver would send it: the value inside the statement's text.
+    result = primary.run(
+        f"printf '%s\\n' \"{duplicate}\" | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1"
+        f" -v canary={canary} -d stet"
+    )
+    # The client gets the whole error, the value included; the server's log only the message.
+    assert result.rc != 0 and canary in result.stderr, result.stderr
+    log = f"/var/log/postgresql/postgresql-{run_ok(primary, 'date +%Y-%m-%d')}.log"
+    assert "duplicate key value violates unique constraint" in primary.file(log).content_string
     assert primary.run(f"grep -rlF {canary} /var/log/postgresql").stdout == ""
 
 
