@@ -193,12 +193,14 @@ def test_another_host_name_gets_no_answer_and_no_certificate():
     assert curl(f"--resolve {DOMAIN}:443:127.0.0.1 -o /dev/null -w '%{{http_code}}' {SITE}/health") == "200"
 
 
-def test_access_log_is_json_and_skips_health():
+def test_access_log_is_json_skips_health_and_keeps_no_query_string():
     marker = uuid.uuid4().hex
+    subject = f"subject-{uuid.uuid4().hex}"
     curl(f"--fail -o /dev/null {SITE}/health?probe={marker}")
-    status = curl(f"-o /dev/null -w '%{{http_code}}' {SITE}/v1/log-probe-{marker}")
+    status = curl(f"-o /dev/null -w '%{{http_code}}' '{SITE}/v1/log-probe-{marker}?subject_id={subject}'")
     (entry,) = access_log_entries(marker)
-    assert entry["uri"] == f"/v1/log-probe-{marker}"
+    assert entry["path"] == f"/v1/log-probe-{marker}"
+    assert host(API_HOST).run(f"grep -rlF {subject} /var/log/nginx").stdout == ""
     assert str(entry["status"]) == status
     assert entry["upstream_addr"] in upstreams()
     assert entry["ssl_protocol"] == "TLSv1.3"
