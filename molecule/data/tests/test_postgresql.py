@@ -132,9 +132,11 @@ def test_replica_streams_from_the_primary(primary, replica):
 
 
 def test_the_replica_slot_can_hold_back_only_a_bounded_amount_of_wal(primary):
-    # safe_wal_size: what can still be written before the slot is lost; NULL when unbounded.
+    # safe_wal_size: what can still be written before the slot is lost (NULL when unbounded),
+    # counted from inside the current segment, so up to one segment more than the setting.
     bounded = (
         "SELECT safe_wal_size BETWEEN 0 AND pg_size_bytes(current_setting('max_slot_wal_keep_size'))"
+        " + pg_size_bytes(current_setting('wal_segment_size'))"
         " FROM pg_replication_slots WHERE slot_name = 'stet_data_replica'"
     )
     assert sql(primary, bounded) == "t"
