@@ -11,9 +11,9 @@ name: private_addresses
 short_description: The private address of each host in a list
 version_added: 1.2.0
 description:
-  - For each inventory host name, the address the other hosts of the platform dial: its
-    C(stet_private_address) when the inventory sets one, else the default IPv4 address from
-    its gathered facts. Every role that writes an allow-list, a peer list or a connection
+  - For each inventory host name, the address the other hosts of the platform dial, that is
+    its C(stet_private_address) when the inventory sets one, else the default IPv4 address
+    from its gathered facts. Every role that writes an allow-list, a peer list or a connection
     string from a group uses it, so they all agree on a host's address.
   - Fails, naming the host, when a host has neither (its facts were not gathered).
 options:
