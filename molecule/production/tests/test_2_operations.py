@@ -198,7 +198,7 @@ def test_a_new_database_password_restarts_every_instance_onto_it(client):
     for name in API_HOSTS:
         assert all(new != old for new, old in zip(main_pids(name), pids[name], strict=True)), name
     with load() as traffic:
-        time.sleep(10)
+        time.sleep(15)
     step("after a new database password", traffic, min_reads=100, min_writes=5)
 
 
