@@ -11,8 +11,8 @@ BIN := $(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTHON ?= python3
-# Molecule scenarios `make test` runs, two at a time, longest first (production and data
-# take the longest; the others fill the second lane). `make molecule SCENARIOS="..."` runs a choice.
+# Molecule scenarios `make test` runs, all at once (STET_MOLECULE_JOBS, default 3), longest
+# first. `make molecule SCENARIOS="..."` runs a choice.
 SCENARIOS ?= production pilot data
 export STET_SCENARIOS := $(SCENARIOS)
 
