@@ -187,3 +187,11 @@ def recap_changed(output: str) -> dict[str, int]:
         for line in recap.splitlines()
         if "changed=" in line
     }
+
+
+def assert_nothing_changed(output: str, hosts: list[str]) -> None:
+    """The playbook ran on every one of `hosts` and reported changed=0 on every host."""
+    changed = recap_changed(output)
+    print("changed:", changed)
+    assert set(hosts) <= set(changed)
+    assert changed == dict.fromkeys(changed, 0), (changed, changed_tasks(output))
