@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -213,11 +214,12 @@ def server(host) -> dict[str, str]:
     return state
 
 
-def converge_primary(request, **settings: str) -> None:
-    """Run the postgresql role on the primary, with some of its variables overridden."""
+def converge_primary(request, *options: str, **settings: str) -> str:
+    """Run the postgresql role on the primary, with some of its variables overridden; its output."""
     overrides = [argument for name, value in settings.items() for argument in ("-e", f"{name}={value}")]
-    run = ansible_playbook(request, "postgresql.yml", *overrides)
+    run = ansible_playbook(request, "postgresql.yml", *options, *overrides)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr
+    return run.stdout
 
 
 def wait_for_streaming(primary) -> None:
@@ -243,8 +245,24 @@ def inventory_settings_restored(request, primary):
     wait_for_streaming(primary)
 
 
+SETTINGS_FILE = "/etc/postgresql/15/main/conf.d/50-stet.conf"
+
+
 # Last in this module: they change the primary's settings through the role, and may restart
 # it; the fixture restores the inventory's values and waits for the replica to stream again.
+def test_a_dry_run_shows_the_change_and_changes_nothing(request, primary, inventory_settings_restored):
+    """What an operator previews with --check --diff before a change: the role's check mode."""
+    before = server(primary)
+    written = run_ok(primary, f"sha256sum {SETTINGS_FILE}")
+    output = converge_primary(request, "--check", "--diff", postgresql_work_mem="9MB")
+    assert re.search(r"^-work_mem = '?8MB'?$", output, re.MULTILINE), output[-4000:]
+    assert re.search(r"^\+work_mem = '?9MB'?$", output, re.MULTILINE), output[-4000:]
+    assert re.search(r"stet-data-primary\s*: ok=\d+\s+changed=[1-9]", output), output[-2000:]
+    # Nothing written, nothing reloaded, nothing restarted.
+    assert run_ok(primary, f"sha256sum {SETTINGS_FILE}") == written
+    assert server(primary) == before
+
+
 def test_a_reload_only_setting_is_applied_without_a_restart(request, primary, inventory_settings_restored):
     before = server(primary)
     assert (before["work_mem"], before["pending_restart"]) == (PRIMARY_WORK_MEM, "0")

@@ -88,6 +88,20 @@ def test_a_configuration_nginx_refuses_is_never_installed_and_the_old_one_keeps_
     assert codes(f"{SITE}/health", 3) == ["200"] * 3
 
 
+def test_a_dry_run_shows_the_change_and_changes_nothing():
+    """What an operator previews with --check --diff before a change: the role's check mode."""
+    before = run_ok(API_HOST, "sha256sum /etc/nginx/nginx.conf")
+    processes = run_ok(API_HOST, "pgrep -d, nginx")
+    result = playbook(SCENARIO / "nginx.yml", "--check", "--diff", "-e", "nginx_worker_connections=2048")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert re.search(r"^-\s*worker_connections 1024;$", result.stdout, re.MULTILINE), result.stdout[-3000:]
+    assert re.search(r"^\+\s*worker_connections 2048;$", result.stdout, re.MULTILINE), result.stdout[-3000:]
+    assert re.search(rf"{API_HOST}\s*: ok=\d+\s+changed=[1-9]", result.stdout), result.stdout[-2000:]
+    # Nothing written, and no reload: a reload would replace the worker processes.
+    assert run_ok(API_HOST, "sha256sum /etc/nginx/nginx.conf") == before
+    assert run_ok(API_HOST, "pgrep -d, nginx") == processes
+
+
 def test_only_the_stet_site_is_served():
     tree = run_ok(API_HOST, "nginx -T 2>/dev/null")
     files = re.findall(r"^# configuration file (\S+):", tree, re.MULTILINE)
