@@ -117,11 +117,17 @@ def test_access_log_is_one_json_line_with_the_request_id(client, headers):
     logger = logging.getLogger(ACCESS_LOGGER)
     logger.addHandler(handler)
     try:
-        client.get(f"/v1/facts?{read_query()}", headers={**headers, "X-Request-Id": "trace-1"})
+        client.get(
+            f"/v1/facts?{read_query()}",
+            # A client inside the network this app takes without a key (127.0.0.0/8).
+            headers={**headers, "X-Request-Id": "trace-1", "X-Forwarded-For": "127.0.0.2"},
+        )
     finally:
         logger.removeHandler(handler)
     entry = json.loads(records[-1].getMessage())
     assert entry["request_id"] == "trace-1"
+    # The test client's peer is a trusted proxy (loopback, the default): the forwarded client.
+    assert (entry["remote_addr"], entry["client"]) == ("127.0.0.1", "127.0.0.2")
     assert entry["path"] == "/v1/facts"
     assert entry["status"] == 200
     assert entry["duration_ms"] >= 0

@@ -19,7 +19,7 @@ from stet_api.db import ConnectionPool
 from stet_api.errors import ApiError, error_body
 from stet_api.jsonutil import IsoJSONProvider
 from stet_api.metrics import Metrics
-from stet_api.ratelimit import SyncedCounter
+from stet_api.ratelimit import SyncedCounter, client_address
 from stet_api.routes import corrections, enforcement, ops, reads, systems
 
 ACCESS_LOGGER = "stet_api.access"
@@ -101,6 +101,8 @@ def _log_access(status: int, elapsed: float) -> None:
         "status": status,
         "duration_ms": round(elapsed * 1000, 2),
         "remote_addr": request.remote_addr,
+        # The client behind the trusted proxies (nginx), as the rate limits and auth see it.
+        "client": client_address(),
         "tenant_id": request.headers.get("X-Tenant-Id"),
     }
     logger.info(json.dumps(entry))

@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from conftest import API_HOST, DB_HOST, ROOT_CA, SCENARIO, SITE, host, load, playbook, run_ok
+from conftest import API_HOST, DB_HOST, ROOT_CA, SCENARIO, SITE, api, host, load, playbook, run_ok
 from e2e import is_failure
 
 DOMAIN = API_HOST
@@ -100,6 +100,20 @@ def test_a_dry_run_shows_the_change_and_changes_nothing():
     # Nothing written, and no reload: a reload would replace the worker processes.
     assert run_ok(API_HOST, "sha256sum /etc/nginx/nginx.conf") == before
     assert run_ok(API_HOST, "pgrep -d, nginx") == processes
+
+
+def test_the_api_sees_the_client_behind_nginx(client):
+    """Rate limits, the networks allowed without a key and the API's access log name the
+    client, not nginx: nginx (a stet_web host) is a trusted proxy by default."""
+    marker = uuid.uuid4().hex
+    api("GET", f"/v1/client-probe-{marker}")
+    (entry,) = access_log_entries(marker)
+    port = entry["upstream_addr"].rsplit(":", 1)[1]
+    journal = run_ok(API_HOST, f"journalctl -u stet-api@{port} -o cat --since -5min")
+    (logged,) = [json.loads(line) for line in journal.splitlines() if line.startswith("{") and marker in line]
+    # nginx reaches the instance from its own address, on behalf of the client host.
+    assert logged["remote_addr"] != entry["remote_addr"]
+    assert logged["client"] == entry["remote_addr"]
 
 
 def test_only_the_stet_site_is_served():

@@ -8,7 +8,7 @@ import re
 import time
 import uuid
 
-from conftest import API_HOST, DB_HOST, ROOT_CA, SITE, TOPOLOGY, load, playbook, run_ok
+from conftest import API_HOST, DB_HOST, PORTS, ROOT_CA, SITE, TOPOLOGY, host, load, main_pid, playbook, run_ok
 from e2e import is_failure
 
 # Ends the test's slow statement (it runs as application diagnose-test), not the session asking.
@@ -28,7 +28,19 @@ def test_backup_and_test_restore_succeed_and_are_logged(client):
     assert "job=test_restore status=ok" in log
 
 
-def test_golive_check_passes_on_the_pilot(client):
+def test_golive_check_passes_on_the_pilot_with_its_job_logs_rotated(client):
+    """The job logs rotate daily and are compressed from the second day on: a weekly job's
+    newest success is most days in a compressed file, which the check reads too."""
+    job_log = "/var/log/stet/db-maintenance.log"
+    rotate = "logrotate --force /etc/logrotate.d/stet"
+    run_ok(DB_HOST, rotate)
+    # A line of another job in the new log, so that the next rotation does not skip it as empty.
+    run_ok(DB_HOST, "runuser -u postgres -- /opt/stet/scripts/archive-heartbeats.sh")
+    run_ok(DB_HOST, rotate)
+    run_ok(API_HOST, rotate)
+    # The backup's success is now only in the compressed file.
+    assert run_ok(DB_HOST, f"zgrep -c 'job=backup status=ok' {job_log}.2.gz").strip() != "0"
+    assert host(DB_HOST).run(f"grep -q 'job=backup status=ok' {job_log} {job_log}.1").rc == 1
     TOPOLOGY.assert_golive_check_passes()
 
 
@@ -108,3 +120,24 @@ def test_maintenance_refuses_writes_with_the_apis_error_shape(client):
     assert status == "503", write
     assert json.loads(body)["error"]["code"] == "MAINTENANCE", body
     assert read.rpartition("\n")[2] == "200", read
+
+
+def test_a_new_database_password_restarts_every_instance_onto_it(client):
+    """The application's database password rotated as an operator would: the primary's secret
+    removed, the data tier and then the application tier run again. PostgreSQL, PgBouncer and
+    the API host's URL file get the new one; every instance, started with the old URL, is
+    restarted onto the new one (one at a time, gated on /ready) instead of failing its next
+    login. No load meanwhile: PostgreSQL keeps one password per role, so between the two
+    playbooks a new connection with the old one is refused."""
+    pids = {port: main_pid(port) for port in PORTS}
+    secret = "/etc/stet/secrets/db_password"
+    before = run_ok(DB_HOST, f"sha256sum < {secret}")
+    run_ok(DB_HOST, f"rm {secret}")
+    for name in ("database.yml", "application.yml"):
+        result = playbook(name, timeout=1800)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert run_ok(DB_HOST, f"sha256sum < {secret}") != before
+    assert all(main_pid(port) != pids[port] for port in PORTS), pids
+    with load() as traffic:
+        time.sleep(15)
+    traffic.assert_nothing_failed_or_lost(DB_HOST, min_reads=100, min_writes=5)

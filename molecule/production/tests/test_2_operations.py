@@ -1,13 +1,12 @@
 """The release lifecycle under continuous reads and writes through the load balancer, in one
 sequence: deploy v2 (adds a migration) -> rollback to v1 (older code on the newer schema) ->
-the application tier again -> a new database password -> deploy v2 again -> a v3 whose gate
+the application tier again -> deploy v2 again -> a v3 whose gate
 fails (the roll stops after host 1, which stays drained through a run of the nginx role) ->
 rollback; then backup, migrate.yml and restore.yml for real. tests/test_3_scale.py goes on
 with scale.yml and a last site.yml."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from conftest import (
@@ -177,29 +176,7 @@ def test_the_application_tier_after_the_rollback_changes_nothing_and_restarts_no
     step("application tier after the rollback", traffic, min_reads=100, min_writes=5)
 
 
-def test_a_new_database_password_restarts_every_instance_onto_it(client):
-    """The application's database password rotated as an operator would: the primary's secret
-    removed, the data tier and then the application tier run again. PostgreSQL, PgBouncer and
-    every API host's URL file get the new one; every instance, started with the old URL, is
-    restarted onto the new one (one at a time, gated on /ready) instead of failing its next
-    login. No load meanwhile: PostgreSQL keeps one password per role, so between the two
-    playbooks a new connection with the old one is refused."""
-    pids = {name: main_pids(name) for name in API_HOSTS}
-    secret = "/etc/stet/secrets/db_password"
-    before = run_ok(PRIMARY, f"sha256sum < {secret}")
-    run_ok(PRIMARY, f"rm {secret}")
-    for name in ("database.yml", "application.yml"):
-        result = playbook(name, timeout=1800)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    assert run_ok(PRIMARY, f"sha256sum < {secret}") != before
-    for name in API_HOSTS:
-        assert all(new != old for new, old in zip(main_pids(name), pids[name], strict=True)), name
-    with load() as traffic:
-        time.sleep(15)
-    step("after a new database password", traffic, min_reads=100, min_writes=5)
-
-
-def test_deploy_again_after_the_tiers_ran_keeps_every_hosts_key(client, next_source):
+def test_deploy_again_after_the_application_tier_ran_keeps_every_hosts_key(client, next_source):
     # Each API host's health-check key works through its own instance (the gate reads it).
     with load() as traffic:
         result = playbook(

@@ -1,6 +1,6 @@
 """No secret the deployment knows is written to any log or journal of the production hosts,
 after converge, idempotence and every operation the tests before this file ran (deploys,
-rollbacks, a password rotation, scaling out; files run in name order)."""
+rollbacks, scaling out; files run in name order). The password rotation is the pilot's."""
 
 from __future__ import annotations
 
