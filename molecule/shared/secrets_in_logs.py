@@ -12,8 +12,12 @@ import pytest
 
 # Where the roles keep secrets: every file is one, a URL's password is one too, and so is
 # the password field of a .pgpass line (host:port:database:user:password); each base64 line
-# of a private key (the platform CA's and every service's) as well.
-SECRET_FILES = "/etc/stet/secrets/* /var/lib/postgresql/.pgpass /etc/stet/ca/ca.key /etc/ssl/stet-pki/*.key"
+# of a private key (the platform CA's and every service's) as well, and Alertmanager's
+# delivery secrets (webhook, smarthost).
+SECRET_FILES = (
+    "/etc/stet/secrets/* /var/lib/postgresql/.pgpass /etc/stet/ca/ca.key /etc/ssl/stet-pki/*.key"
+    " /etc/prometheus/alertmanager-secrets/*"
+)
 # Shorter values (a port, a flag) would match by chance.
 MIN_SECRET_LENGTH = 12
 
@@ -57,10 +61,17 @@ def known_secrets(names: tuple[str, ...]) -> set[str]:
 
 
 def assert_no_secret_logged(name: str, secrets: set[str]) -> None:
-    """No log file under /var/log and no journal line of the host holds any of the secrets."""
+    """No log file under /var/log (rotated and compressed ones too) and no journal line of the
+    host holds any of the secrets."""
     patterns = "\n".join(sorted(secrets)) + "\n"
-    # grep reads the patterns on stdin; -l and -c name where, never what.
-    in_files = docker_exec(name, "grep -rlF -f - /var/log 2>/dev/null", stdin=patterns)
+    # The patterns go through a root-only file on the host, never argv; -l and -c name where,
+    # never what.
+    in_files = docker_exec(
+        name,
+        'p=$(mktemp) && cat >"$p" && { grep -rlF -f "$p" /var/log;'
+        ' find /var/log -type f -name "*.gz" -exec zgrep -lF -f "$p" {} +; } 2>/dev/null; rm -f "$p"',
+        stdin=patterns,
+    )
     journal = 'j=$(mktemp) && journalctl --no-pager -o cat >"$j"; grep -cF -f - "$j"; rm -f "$j"'
     in_journal = docker_exec(name, journal, stdin=patterns)
     assert in_files.stdout.strip() == "", f"{name}: secrets in {in_files.stdout.split()}"

@@ -29,6 +29,7 @@ def private_address(name: str) -> str:
         (DB_HOST, 9100, "node_exporter_build_info"),
         (DB_HOST, 9187, "pg_up 1"),
         (DB_HOST, 9187, "stet_pg_replica_replay_lag_seconds"),
+        (DB_HOST, 9187, "stet_pg_archiver_failing"),
         (API_HOST, 9113, "nginx_up 1"),
     ],
 )
