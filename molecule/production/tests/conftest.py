@@ -172,8 +172,8 @@ def changed_tasks(output: str) -> list[str]:
     """Every change a playbook's output reports, as "<task>: <changed line>"."""
     task, changes = "", []
     for line in output.splitlines():
-        if line.startswith("TASK ["):
-            task = line.split("]", 1)[0][len("TASK [") :]
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line.split("[", 1)[1].split("]", 1)[0]
         elif line.startswith("changed: ["):
             changes.append(f"{task}: {line}")
     return changes
