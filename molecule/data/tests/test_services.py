@@ -37,8 +37,10 @@ def test_fail2ban_bans_a_host_guessing_users(api, outsider):
     assert attacker.run(*read_banner).stdout == "SSH-2.0-"
     try:
         for attempt in range(4):
+            # Bounded: a ban that lands mid-handshake drops the packets, and ssh would wait out
+            # TCP's retransmissions (15 minutes in one CI run).
             attacker.run(
-                "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+                "timeout 10 ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                 "-o ConnectTimeout=5 -p %s %s@%s true",
                 port,
                 f"nosuchuser{attempt}",
