@@ -94,7 +94,7 @@ pilot-down: ## remove the pilot test hosts
 	scripts/pilot down
 
 # pytest molecule/production/drills: one test per drill, the figures as a table at the end.
-# DRILLS="1,3" runs some of them (pytest -k "drill_1 or drill_3"); the failover (6) is
+# DRILLS="1,3" runs some of them (pytest -k "drill_1 or drill_3"); the rebuild (7) is
 # destructive and always goes last.
 .PHONY: drills
 drills: testhosts ## failure drills under load on the production topology (brings it up if needed)

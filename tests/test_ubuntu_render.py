@@ -41,7 +41,7 @@ INVENTORY = ROOT / "inventories" / "production"
 PLAY_HOSTS = {
     "hardening": "all",
     "postgresql": "stet_db",
-    "pgbouncer": "stet_db_primary",
+    "pgbouncer": "stet_db",
     "backup": "stet_db_primary",
     "pgbackrest": "stet_db:stet_backup",
     "stet_api": "stet_api",
@@ -51,13 +51,24 @@ PLAY_HOSTS = {
     "alertmanager": "stet_monitor",
     "prometheus": "stet_monitor",
     "pki": "all",
-    # stet_dcs in the inventories once Patroni uses it: its members will be the database hosts.
-    "etcd": "stet_db",
+    "etcd": "stet_dcs",
+    "patroni": "stet_db",
+    "haproxy": "stet_api",
 }
+
+# Roles that run after another in the same play and read its variables (its defaults, vars).
+RUNS_AFTER = {"patroni": ["postgresql"]}
 
 # What a template reads from a task that asks a running service (registered at run time).
 SCRAM = "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy"
-REGISTERED = {"pgbouncer": {"__pgbouncer_userlist": [{"rolname": "stet", "rolpassword": SCRAM}]}}
+REGISTERED = {
+    "pgbouncer": {"__pgbouncer_userlist": [{"rolname": "stet", "rolpassword": SCRAM}]},
+    "patroni": {
+        "__patroni_secrets": dict.fromkeys(
+            ["db_replication_password", "db_rewind_password", "patroni_restapi_password"], "secret"
+        )
+    },
+}
 
 # Role variables shown beside the OS-specific ones (derived from them or from the facts).
 EXTRA_VALUES = {
@@ -118,8 +129,16 @@ READS = {
         "prometheus": "Debian.yml",
     },
     "debian12": dict.fromkeys(
-        ["hardening", "postgresql", "certbot", "nginx", "monitoring", "stet_api", "alertmanager",
-         "prometheus"],
+        [
+            "hardening",
+            "postgresql",
+            "certbot",
+            "nginx",
+            "monitoring",
+            "stet_api",
+            "alertmanager",
+            "prometheus",
+        ],
         "Debian.yml",
     ),
 }
@@ -311,6 +330,16 @@ def render(os_name: str, workdir: Path, roles_root: Path = ROLES) -> dict:
                 "cacheable": True,
                 **{f"ansible_{n}": jinja(f"__render_facts[inventory_hostname]['{n}']") for n in names},
             },
+        }, {
+            # playbooks/facts.yml's groups before Patroni answers: the inventory's primary leads.
+            "name": "The leader and standby groups",
+            "ansible.builtin.group_by": {
+                "key": jinja(
+                    "'stet_db_leader' if inventory_hostname in groups['stet_db_primary']"
+                    " else 'stet_db_standby'"
+                ),
+            },
+            "when": "inventory_hostname in groups['stet_db']",
         }],
     }]  # fmt: skip
     # Each role as a copy made of links to the real files, plus the generated tasks/_render.yml.
@@ -337,7 +366,15 @@ def render(os_name: str, workdir: Path, roles_root: Path = ROLES) -> dict:
             "hosts": PLAY_HOSTS[role],
             "gather_facts": False,
             "vars": REGISTERED.get(role, {}),
-            "tasks": [{
+            "tasks": [
+                {
+                    "name": f"{before}'s variables",
+                    "ansible.builtin.include_role": {
+                        "name": before, "tasks_from": "variables", "public": True,
+                    },
+                }
+                for before in RUNS_AFTER.get(role, [])
+            ] + [{
                 "name": role,
                 "ansible.builtin.include_role": {"name": role, "tasks_from": "_render"},
             }],
@@ -456,7 +493,12 @@ def test_every_role_is_covered():
 @pytest.mark.parametrize("os_name", sorted(OS_FACTS))
 def test_each_role_reads_its_vars_file(rendered, os_name):
     for role in PLAY_HOSTS:
-        per_host = rendered[os_name]["loaded"].get(role, {})
+        # Its own files only: a role that runs after another loads that one's too (RUNS_AFTER).
+        per_host = {
+            host: own
+            for host, files in rendered[os_name]["loaded"].get(role, {}).items()
+            if (own := [f for f in files if f.startswith(f"{role}/")])
+        }
         if role not in READS[os_name]:
             assert not (ROLES / role / "tasks" / "variables.yml").exists(), f"{role}: add it to READS"
             assert not per_host

@@ -26,6 +26,17 @@ TEST_TOKEN_FILE = "/root/stet-e2e.token"
 # pebble's issuing root, fetched from its management API; verifies the site's certificate.
 ROOT_CA = "/usr/local/share/stet-test/pebble-root.pem"
 CLIENT_HEADERS = "/root/stet-client.headers"
+# Patroni, etcd and HAProxy of the production topology, asked on their hosts (as root).
+PATRONICTL = "patronictl --config-file /etc/patroni/15-main.yml"
+ETCDCTL = (
+    "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/ssl/stet-pki/ca.crt"
+    " --cert=/etc/ssl/stet-pki/etcd.crt --key=/etc/ssl/stet-pki/etcd.key"
+)
+# HAProxy's view of the database hosts, through its admin socket (no socat on the hosts).
+HAPROXY_STATE = (
+    "python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock');"
+    " s.sendall(b'show stat\\n'); print(s.makefile().read())\""
+)
 # The load generator, a standalone program copied into the client host and run there.
 LOADGEN = REPO / "molecule" / "shared" / "loadgen.py"
 LOADGEN_MAX_SECONDS = 1800  # loadgen's MAX_DURATION_SECONDS

@@ -21,8 +21,11 @@ MAINTENANCE = "/etc/nginx/stet-maintenance"
 
 
 def test_backup_and_test_restore_succeed_and_are_logged(client):
-    run_ok(DB_HOST, "/opt/stet/scripts/backup-database.sh")
-    run_ok(DB_HOST, "/opt/stet/scripts/test-restore.sh")
+    # The operator's playbooks, which run the backup role's scripts on the leader.
+    assert playbook("backup.yml").returncode == 0
+    result = playbook("test-restore.yml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "job=test_restore status=ok" in result.stdout
     log = run_ok(DB_HOST, "cat /var/log/stet/db-maintenance.log")
     assert "job=backup status=ok" in log
     assert "job=test_restore status=ok" in log

@@ -1,8 +1,8 @@
 """Failure drills under load on the production scenario's hosts (`make drills`).
 
 Session fixtures: `production`, the topology up and in shape (created and converged with
-Molecule only when it is missing or not in shape; after a failover drill the old primary is
-started again and the promoted replica rebuilt from it); `client`, the client host prepared
+Molecule only when it is missing or not in shape; a host a drill left stopped is started
+again and Patroni rejoins it as a standby by itself); `client`, the client host prepared
 with the tests' tenant key; `load`, a factory of Loads (molecule/shared/e2e.py) through the
 load balancer that log every request. `drill` makes one Drill: a fault under load, its
 figures and its checks. At the end of the session the figures of every drill are printed as
@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ import traceback
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from e2e import REPO, Load, Topology
+from e2e import ETCDCTL, HAPROXY_STATE, PATRONICTL, REPO, Load, Topology, back_after, is_failure
 
 log = logging.getLogger("drills")
 
@@ -39,10 +40,20 @@ LB = "stet-prod-lb"
 CLIENT = "stet-prod-acme"  # outside the topology: the requests come from here
 API1, API2 = "stet-prod-api1", "stet-prod-api2"
 API_HOSTS = (API1, API2)
-PRIMARY, REPLICA = "stet-prod-db1", "stet-prod-db2"
-HOSTS = (LB, API1, API2, PRIMARY, REPLICA, CLIENT)
+# Patroni runs PostgreSQL on both database hosts; the leader moves, so the drills ask for it.
+DB_HOSTS = ("stet-prod-db1", "stet-prod-db2")
+# etcd's three members: the database hosts and one API host.
+ETCD_HOSTS = (*DB_HOSTS, API1)
+HOSTS = (LB, API1, API2, *DB_HOSTS, CLIENT)
 API_PORTS = (8000, 8001)
 DATABASE_URL_FILE = "/etc/stet/secrets/database_url"
+# Every API host's URL names the same target whoever leads: HAProxy on 127.0.0.1 (hostaddr).
+DATABASE_URL_TARGET = "stet-db:6432"
+# A database host cut off from the network (drill 8); docker exec still reaches it.
+NETWORK_CUT = (("INPUT", "! -i lo -j DROP"), ("OUTPUT", "! -o lo -j DROP"))
+# Until a member stopped or cut off by a drill is the leader's streaming sync standby again
+# (Patroni starts it, rewinds it when it diverged, and re-creates its slot).
+REJOIN_TIMEOUT = 240
 REPORT_DIR = REPO / ".cache" / "drills"
 RUN_ID = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
 # Load before the fault, and after requests succeed again.
@@ -71,7 +82,9 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "destructive: leaves the topology changed (the failover); runs last")
+    config.addinivalue_line(
+        "markers", "destructive: leaves the topology changed (the database hosts rebuilt); runs last"
+    )
     config.stash[RESULTS] = []
     config.stash[STARTED] = time.monotonic()
     # Progress as it happens (the drills take minutes): live logs unless asked otherwise.
@@ -86,6 +99,22 @@ def pytest_configure(config):
         raise pytest.UsageError("--drills-rate must be in (0, 50]")
     if not 0 < write_rate <= 1.5:
         raise pytest.UsageError("--drills-write-rate must be in (0, 1.5]: above it the API answers 429")
+
+
+def pytest_collection_modifyitems(config, items):
+    """`make drills DRILLS=1` selects `-k "drill_1"`, which pytest matches as a substring, so
+    also drills 10 and 11: an expression of drill numbers alone keeps exactly those drills."""
+    expression = config.option.keyword or ""
+    if not re.fullmatch(r"\s*drill_\d+(\s+or\s+drill_\d+)*\s*", expression):
+        return
+    wanted = set(re.findall(r"drill_(\d+)", expression))
+    keep, drop = [], []
+    for item in items:
+        number = re.match(r"test_drill_(\d+)_", item.name)
+        (keep if number is None or number.group(1) in wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 # --- commands and health of the parts ---------------------------------------------------------
@@ -148,17 +177,116 @@ def main_pid(host: str, port: int) -> str:
     return sh(host, f"systemctl show -p MainPID --value stet-api@{port}").strip()
 
 
-def in_recovery(host: str) -> bool | None:
-    """Whether PostgreSQL on the host is a standby; None when it does not answer."""
+def members(*hosts: str) -> list[dict]:
+    """`patronictl list` as JSON, asked on the first of `hosts` (default: the database hosts)
+    that answers; RuntimeError when none does (a stopped host, or one cut off from etcd)."""
+    errors = []
+    for host in hosts or DB_HOSTS:
+        try:
+            return json.loads(sh(host, f"{PATRONICTL} list --format json", timeout=20))
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
+            errors.append(f"{host}: {str(error).strip()[:200]}")
+    raise RuntimeError("patronictl answered on no database host: " + "; ".join(errors))
+
+
+def leader_of(listed: list[dict]) -> str | None:
+    leaders = [m["Member"] for m in listed if m.get("Role") == "Leader"]
+    return leaders[0] if len(leaders) == 1 else None
+
+
+def standby_of(listed: list[dict]) -> str | None:
+    """The synchronous standby, else any other member; None when there is none."""
+    others = [m for m in listed if m.get("Role") != "Leader"]
+    others.sort(key=lambda m: m.get("Role") != "Sync Standby")
+    return others[0]["Member"] if others else None
+
+
+def healthy_cluster(listed: list[dict]) -> bool:
+    """One leader and a synchronous standby streaming on the leader's timeline."""
+    leaders = [m for m in listed if m.get("Role") == "Leader"]
+    if len(leaders) != 1:
+        return False
+    timeline = leaders[0].get("TL")
+    return any(
+        m.get("Role") == "Sync Standby"
+        and m.get("State") in ("running", "streaming")
+        and m.get("TL") == timeline
+        for m in listed
+    )
+
+
+def describe(listed: list[dict]) -> str:
+    return ", ".join(
+        f"{m.get('Member')} {m.get('Role')} {m.get('State')} TL {m.get('TL', '-')}" for m in listed
+    )
+
+
+def members_text(*hosts: str) -> str:
+    """The members as patronictl lists them, for a message; or why nobody answered."""
     try:
-        return psql(host, "SELECT pg_is_in_recovery()") == "t"
-    except (RuntimeError, subprocess.TimeoutExpired):
-        return None
+        return describe(members(*hosts))
+    except RuntimeError as error:
+        return str(error)
 
 
-def replica_streaming() -> bool:
-    streaming = psql(PRIMARY, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
-    return streaming not in ("", "0")
+def leader(*hosts: str) -> str | None:
+    """The leader's member name (its container); None when the cluster has none."""
+    return leader_of(members(*hosts))
+
+
+def standby(*hosts: str) -> str | None:
+    return standby_of(members(*hosts))
+
+
+def cluster_healthy(*hosts: str) -> bool:
+    return healthy_cluster(members(*hosts))
+
+
+def rejoined_as_standby(member: str, *hosts: str) -> bool:
+    """`member` is the streaming sync standby of a healthy cluster."""
+    listed = members(*hosts)
+    return healthy_cluster(listed) and standby_of(listed) == member and leader_of(listed) != member
+
+
+def etcd_healthy() -> bool:
+    """Every etcd member answers healthy, asked on the first member that answers."""
+    for host in ETCD_HOSTS:
+        try:
+            endpoints = json.loads(sh(host, f"{ETCDCTL} endpoint health --cluster -w json", timeout=30))
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError):
+            continue
+        return len(endpoints) == len(ETCD_HOSTS) and all(endpoint.get("health") for endpoint in endpoints)
+    return False
+
+
+def haproxy_up(host: str) -> list[str]:
+    """The database hosts HAProxy on an API host sends connections to (status UP)."""
+    rows = [line.split(",") for line in sh(host, HAPROXY_STATE, timeout=30).splitlines()]
+    return sorted(
+        row[1]
+        for row in rows
+        if len(row) > 17
+        and row[0] == "postgres"
+        and row[1] not in ("FRONTEND", "BACKEND")
+        and row[17] == "UP"
+    )
+
+
+def cut_network(host: str) -> None:
+    """Drops every packet but loopback's on a host, first in its chains (drill 8)."""
+    sh(host, " && ".join(f"iptables -I {chain} 1 {rule}" for chain, rule in NETWORK_CUT), timeout=30)
+
+
+def heal_network_cut(host: str) -> None:
+    """Removes the rules of drill 8's network cut from a host (an interrupted drill's too, even
+    inserted twice); RuntimeError when one is still there."""
+    for chain, rule in NETWORK_CUT:
+        sh(
+            host,
+            f"for _ in 1 2 3 4 5; do iptables -C {chain} {rule} 2>/dev/null || break;"
+            f" iptables -D {chain} {rule}; done; ! iptables -C {chain} {rule} 2>/dev/null",
+            timeout=30,
+        )
 
 
 def pgbouncer_ready(host: str) -> bool:
@@ -275,26 +403,39 @@ class Production:
         problems = [f"{host} is not running" for host in HOSTS if not running(host)]
         if problems:
             return problems
-        if in_recovery(PRIMARY) is not False:
-            problems.append(f"{PRIMARY} is not a primary accepting connections")
-        if in_recovery(REPLICA) is not True:
-            problems.append(f"{REPLICA} is not a replica in recovery")
-        elif not replica_streaming():
-            problems.append(f"{REPLICA} is not streaming from {PRIMARY}")
-        if not pgbouncer_ready(PRIMARY):
-            problems.append(f"PgBouncer does not answer on {PRIMARY}")
+        current = None
+        try:
+            listed = members()
+        except RuntimeError as error:
+            problems.append(str(error))
+        else:
+            current = leader_of(listed)
+            if not healthy_cluster(listed):
+                problems.append(f"Patroni has no leader with a streaming sync standby: {describe(listed)}")
+        if not etcd_healthy():
+            problems.append(f"etcd does not have {len(ETCD_HOSTS)} healthy members")
+        problems += [f"PgBouncer does not answer on {host}" for host in DB_HOSTS if not pgbouncer_ready(host)]
         for host in API_HOSTS:
             target = database_url_target(host)
-            if not target.startswith(address(PRIMARY) + ":"):
-                problems.append(f"{host} points at {target}, not PgBouncer on {PRIMARY}")
+            if target != DATABASE_URL_TARGET:
+                problems.append(f"{host}'s DATABASE_URL names {target}, not HAProxy's {DATABASE_URL_TARGET}")
+            try:
+                up = haproxy_up(host)
+            except (RuntimeError, subprocess.TimeoutExpired):
+                problems.append(f"HAProxy's admin socket does not answer on {host}")
+                continue
+            if current is not None and up != [current]:
+                problems.append(f"HAProxy on {host} has {up or 'no host'} up, not the leader {current} alone")
             for port in API_PORTS:
                 if not instance_ready(host, port, via=LB):
                     problems.append(f"{host}:{port} is not ready")
         return problems
 
     def ensure(self) -> None:
-        """Creates and converges the scenario unless it is up and in shape; after a failover
-        drill starts the old primary again and rebuilds the promoted replica from it."""
+        """Creates and converges the scenario unless it is up and in shape. A stopped host is
+        started again and Patroni given time to rejoin it (rewound when it diverged: no
+        playbook), a network cut an interrupted drill left is removed; converge only when
+        that is not enough."""
         if not all(exists(host) for host in HOSTS):
             self.molecule("create")
             self.molecule("converge")
@@ -305,20 +446,14 @@ class Production:
                     docker("start", host, timeout=120)
                     if wait_until(lambda h=host: booted(h), 180, 2) is None:
                         raise RuntimeError(f"{host} did not finish booting")
+            for host in DB_HOSTS:
+                heal_network_cut(host)
+            if wait_until(cluster_healthy, 180, 2) is None:
+                log.info("Patroni has no leader with a streaming sync standby after 180 s")
         self.topology.inventory = str(self.inventory_file())
+        # HAProxy marks a new leader up within a few of its health checks.
+        wait_until(lambda: not self.shape_problems(), 20, 4)
         problems = self.shape_problems()
-        if problems and in_recovery(PRIMARY) is False and in_recovery(REPLICA) is False:
-            # After a failover drill: two primaries. The data tier's playbook rebuilds the promoted
-            # one as a replica of the first (its test data is discarded) and points PgBouncer's
-            # clients back at the first; much faster than a whole converge.
-            log.info("not in shape: %s", "; ".join(problems))
-            log.info("rebuilding %s as a replica of %s (playbooks/database.yml)", REPLICA, PRIMARY)
-            output = REPORT_DIR / "reset-database.log"
-            result = self.playbook("database.yml", output, 1800, "-e", "postgresql_replica_rebuild=true")
-            if result != 0:
-                log.warning("playbooks/database.yml failed (exit %s), see %s", result, output)
-            self.restart_stale_instances()
-            problems = self.shape_problems()
         if problems:
             log.info("not in shape: %s", "; ".join(problems))
             self.molecule("converge")
@@ -390,9 +525,11 @@ class Drill:
     breaks something and returns the moment it began (epoch seconds) and the seconds until
     the component was healthy again (None: never), keeps the load on until requests have
     succeeded again for a while (bounded), stops it and compares the corrections the service
-    acknowledged with what `drill.database` holds. The figures go to the session's table;
-    `assert_held()` fails the test on a lost correction, a component or service that never
-    came back, or a failed check of the drill's own (`drill.check`)."""
+    acknowledged with what `drill.database` holds: the leader when the drill was made, or
+    where a drill that moved it found it afterwards (`follow_leader`). The figures go to the
+    session's table; `assert_held()` fails the test on a lost correction, a component or
+    service that never came back, a write accepted by a node that was no longer leader, a
+    member that did not rejoin, or a failed check of the drill's own (`drill.check`)."""
 
     def __init__(self, make_load, results: list, number: int, name: str, fault: str, **options):
         self.make_load = make_load
@@ -404,7 +541,7 @@ class Drill:
         # lag of a restore from the backup repository); None: none may be.
         self.loss_window = options.get("loss_window")
         self.tag = f"drill-{RUN_ID}-{number}"
-        self.database = PRIMARY
+        self.database = leader()
         self.checks: list[str] = []
         self.notes: list[str] = []
         self.result: dict = {
@@ -412,6 +549,7 @@ class Drill:
             "name": name,
             "fault": fault,
             "has_component": self.has_component,
+            "leader_before": self.database,
         }
         results.append(self.result)
 
@@ -424,6 +562,55 @@ class Drill:
         log.info("drill %s %s: %s", self.number, self.name, text)
         self.notes.append(text)
 
+    def follow_leader(self, *hosts: str) -> str | None:
+        """After a drill moved the leader: acknowledged writes are looked for on the new one
+        (asked on `hosts`, default the database hosts); the old one stays when none answers."""
+        try:
+            current = leader(*hosts)
+        except RuntimeError as error:
+            self.note(f"no leader found: {error}")
+            current = None
+        self.result["leader_after"] = current
+        if current is not None:
+            self.database = current
+        return current
+
+    def count_split_brain(self, old: str, new: str) -> int | None:
+        """Writes accepted by a node that was no longer leader: rows of this drill's load on
+        `old` (the leader before the fault) that `new` lacks. Asked through docker exec, which
+        reaches a host cut off from the network; retried while `old` restarts as a standby.
+        A diverged old leader is rewound when it rejoins, so this is counted before."""
+        # The tag is letters, digits and dashes (Load checks it): safe inside the literal.
+        query = f"SELECT idempotency_key FROM corrections WHERE idempotency_key LIKE '{self.tag}-%'"  # noqa: S608
+        rows: dict[str, set[str]] = {}
+
+        def read(host: str) -> bool:
+            rows[host] = set(psql(host, query, timeout=60).split())
+            return True
+
+        if wait_until(lambda: read(old), 60, 2) is None or wait_until(lambda: read(new), 60, 2) is None:
+            self.result["split_brain_writes"] = None
+            self.check(False, f"split-brain writes not counted: {old} or {new} did not answer")
+            return None
+        extra = sorted(rows[old] - rows[new])
+        self.result.update(split_brain_writes=len(extra), split_brain_keys=extra)
+        self.note(f"rows on {old} (old leader) missing from {new} (new leader): {len(extra)}")
+        self.check(not extra, f"{len(extra)} writes accepted by {old} after it stopped leading: {extra[:5]}")
+        return len(extra)
+
+    def wait_rejoined(self, member: str, moment: float, *hosts: str) -> float | None:
+        """Waits (bounded) until `member` is the leader's streaming sync standby again with no
+        playbook run; records whether it rejoined and the seconds from `moment` (epoch)."""
+        waited = wait_until(lambda: rejoined_as_standby(member, *hosts), REJOIN_TIMEOUT, 2)
+        seconds = since(moment, waited)
+        self.result.update(rejoined=waited is not None, rejoined_s=seconds)
+        if waited is None:
+            listed = members_text(*hosts)
+            self.check(False, f"{member} did not rejoin as a standby within {REJOIN_TIMEOUT} s ({listed})")
+        else:
+            self.note(f"{member} rejoined as the sync standby by itself after {seconds} s")
+        return seconds
+
     def run(self, fault, cleanup=None, after=None) -> dict:
         """`cleanup()` puts back what the fault changed when it stopped half-way; `after(requests,
         fault_at)` checks the load's request log."""
@@ -434,8 +621,15 @@ class Drill:
         except Exception as error:  # recorded: the table still gets this drill's row
             traceback.print_exc()
             self.check(False, f"drill error: {error}")
+        if "leader_after" not in self.result:
+            try:
+                self.result["leader_after"] = leader()
+            except RuntimeError:
+                self.result["leader_after"] = None
         self.result.update(problems=self.checks, notes=self.notes, seconds=round(time.monotonic() - started))
-        figures = {k: v for k, v in self.result.items() if k not in ("corrections", "statuses")}
+        figures = {
+            k: v for k, v in self.result.items() if k not in ("corrections", "statuses", "split_brain_keys")
+        }
         log.info("drill %s %s: %s", self.number, self.name, json.dumps(figures))
         return self.result
 
@@ -474,8 +668,13 @@ class Drill:
             failed_after_fault=failed_after,
             component_s=component_s,
         )
+        if fault_at is not None:
+            self._writes_back(requests, fault_at)
         if after is not None and fault_at is not None:
             after(requests, fault_at)
+        if self.database is None:
+            self.check(False, "no leader: the corrections were not checked")
+            return
         corrections = load.corrections_check(self.database)
         self.result["corrections"] = corrections
         lost = corrections["lost"]
@@ -487,6 +686,25 @@ class Drill:
             self.result["lost_seconds_before_fault"] = round(fault_at - min(acked_at[key] for key in lost), 1)
             lost = [key for key in lost if acked_at[key] < fault_at - self.loss_window]
         self.check(not lost, f"{len(lost)} acknowledged corrections lost")
+        if self.result.get("split_brain_keys"):
+            acked = {f"{self.tag}-{entry['seq']}" for entry in load.lines("acked.jsonl")}
+            self.note(
+                f"of the split-brain writes, {len(acked & set(self.result['split_brain_keys']))}"
+                " were acknowledged to the client"
+            )
+
+    def _writes_back(self, requests: list[dict], fault_at: float) -> None:
+        """Seconds until writes succeed again for good, and the span of the failed writes."""
+        writes = [r for r in requests if r["kind"] == "write"]
+        write_s, _ = back_after(writes, fault_at)
+        failed = [r for r in writes if r["finished"] >= fault_at and is_failure(r["status"])]
+        window = (
+            round(max(r["finished"] for r in failed) - min(r["started"] for r in failed), 1)
+            if failed
+            else 0.0
+        )
+        self.result.update(writes_back_s=write_s, write_errors_s=window, failed_writes=len(failed))
+        self.note(f"writes succeed again after {write_s} s; {len(failed)} writes failed over {window} s")
 
     def assert_held(self) -> None:
         assert not self.checks, f"drill {self.number} {self.name}: " + "; ".join(self.checks)
@@ -511,6 +729,18 @@ def seconds_cell(seconds: float | None, applies: bool) -> str:
     return "never" if seconds is None else str(seconds)
 
 
+def short(host: str | None) -> str:
+    return "none" if host is None else host.removeprefix("stet-prod-")
+
+
+def leader_cell(r: dict) -> str:
+    """The leader before the drill, and after it when it moved ("-": not asked)."""
+    if "leader_before" not in r:
+        return "-"
+    before, after = r["leader_before"], r.get("leader_after", r["leader_before"])
+    return short(before) if after == before else f"{short(before)} -> {short(after)}"
+
+
 def table(results: list[dict]) -> str:
     head = (
         "drill",
@@ -518,7 +748,11 @@ def table(results: list[dict]) -> str:
         "failed",
         "429",
         "service back s",
+        "writes back s",
         "component back s",
+        "leader",
+        "rejoined s",
+        "split-brain writes",
         "acked vs stored",
         "checksum",
     )
@@ -545,7 +779,10 @@ def table(results: list[dict]) -> str:
         else:
             stored, match = "-", "not checked"
         service = seconds_cell(r.get("service_s"), applies="sent" in r)
+        writes = seconds_cell(r.get("writes_back_s"), applies="writes_back_s" in r)
         component = seconds_cell(r.get("component_s"), applies=r["has_component"])
+        rejoined = seconds_cell(r.get("rejoined_s"), applies="rejoined" in r)
+        split = r.get("split_brain_writes", "-")
         rows.append(
             (
                 f"{r['drill']} {r['name']}",
@@ -553,7 +790,11 @@ def table(results: list[dict]) -> str:
                 str(r.get("failed", "-")),
                 str(r.get("rate_limited", "-")),
                 service,
+                writes,
                 component,
+                leader_cell(r),
+                rejoined,
+                "not counted" if split is None else str(split),
                 stored,
                 match,
             )

@@ -66,7 +66,14 @@ def step(name: str, traffic: Load, min_reads: int, min_writes: int) -> None:
     """An operation that ran under `traffic`: nothing failed, every acknowledged write is
     stored; its figures are kept for the summary."""
     summary = traffic.stop()
-    check = traffic.corrections_check(PRIMARY)
+    record(name, summary, traffic.corrections_check(PRIMARY))
+    traffic.assert_nothing_failed_or_lost(PRIMARY, min_reads=min_reads, min_writes=min_writes)
+    # The load ran until the operation ended, not out of time before it.
+    assert summary["stopped_by"] == "stop_file", summary
+
+
+def record(name: str, summary: dict, check: dict) -> None:
+    """An operation's figures for the summary: the load's counts and its writes' check."""
     STEPS.append(
         {
             "step": name,
@@ -78,9 +85,6 @@ def step(name: str, traffic: Load, min_reads: int, min_writes: int) -> None:
             "seconds": summary["seconds"],
         }
     )
-    traffic.assert_nothing_failed_or_lost(PRIMARY, min_reads=min_reads, min_writes=min_writes)
-    # The load ran until the operation ended, not out of time before it.
-    assert summary["stopped_by"] == "stop_file", summary
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -2,7 +2,8 @@
 sequence: deploy v2 (adds a migration) -> rollback to v1 (older code on the newer schema) ->
 the application tier again -> deploy v2 again -> a v3 whose gate
 fails (the roll stops after host 1, which stays drained through a run of the nginx role) ->
-rollback; then backup, migrate.yml and restore.yml for real. tests/test_3_scale.py goes on
+rollback; then migrate.yml and restore-dump.yml for real (backup.yml and test-restore.yml are
+the pilot's). tests/test_3_scale.py goes on
 with scale.yml and a last site.yml."""
 
 from __future__ import annotations
@@ -249,13 +250,6 @@ def test_rollback_after_a_failed_deploy_returns_to_the_last_good_release(client)
     run_ok(API_HOSTS[0], f"test ! -e /opt/stet/deploying && test ! -e /opt/stet/releases/{BROKEN}")
     assert drained_hosts() == []
     step("rollback (host 1 back to v2)", traffic, min_reads=100, min_writes=5)
-
-
-def test_backup_then_test_restore_prove_the_dump(client):
-    assert playbook("backup.yml").returncode == 0
-    result = playbook("test-restore.yml")
-    assert result.returncode == 0, result.stderr
-    assert "job=test_restore status=ok" in result.stdout
 
 
 def test_migrate_yml_backs_up_migrates_verifies_and_smoke_tests(client):

@@ -1,6 +1,7 @@
 """No secret the deployment knows is written to any log or journal of the production hosts,
 after converge, idempotence and every operation the tests before this file ran (deploys,
-rollbacks, scaling out; files run in name order). The password rotation is the pilot's."""
+rollbacks, scaling out, a switchover and a lost leader; files run in name order). The
+password rotation is the pilot's."""
 
 from __future__ import annotations
 
