@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,14 @@ API = "stet-data-api"
 OUTSIDER = "stet-data-outsider"
 ALL_HOSTS = [PRIMARY, REPLICA, API, OUTSIDER]
 SCRIPTS = "/opt/stet/scripts"
+PKI_DIR = "/etc/ssl/stet-pki"
+CA = f"{PKI_DIR}/ca.crt"
+POSTGRESQL, PGBOUNCER = 5432, 6432
+# Streaming replication connections over TLS / all of them.
+STREAMING_OVER_TLS = (
+    "SELECT count(*) FILTER (WHERE s.ssl) || '/' || count(*)"
+    " FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE r.state = 'streaming'"
+)
 SCENARIO = Path(__file__).resolve().parents[1]
 REPOSITORY = SCENARIO.parents[1]
 # The helpers the scenarios share (secrets_in_logs).
@@ -114,6 +123,22 @@ def sql(host, query: str, db: str = "stet", **variables: str) -> str:
         f"printf '%s\\n' {_quote(query)}"
         f" | runuser -u postgres -- psql -X -q -A -t -v ON_ERROR_STOP=1 {options} -d {db}",
     )
+
+
+def served_certificate(host, port: int) -> str:
+    """Serial number of the certificate PostgreSQL or PgBouncer shows a client on this port."""
+    return run_ok(
+        host,
+        f"openssl s_client -starttls postgres -connect {address(PRIMARY)}:{port} </dev/null 2>/dev/null"
+        " | openssl x509 -noout -serial",
+    )
+
+
+def wait_for_streaming_over_tls(primary) -> None:
+    deadline = time.monotonic() + 60
+    while sql(primary, STREAMING_OVER_TLS) != "1/1":
+        assert time.monotonic() < deadline, "the replica did not stream again over TLS within 60 s"
+        time.sleep(1)
 
 
 def _quote(text: str) -> str:

@@ -7,7 +7,17 @@ import time
 import uuid
 
 import pytest
-from conftest import PRIMARY, ansible_playbook, run_ok, sql
+from conftest import (
+    CA,
+    PKI_DIR,
+    POSTGRESQL,
+    PRIMARY,
+    ansible_playbook,
+    run_ok,
+    served_certificate,
+    sql,
+    wait_for_streaming_over_tls,
+)
 
 # Every test here takes the hosts it needs as fixtures; run each test once.
 testinfra_hosts = [f"docker://{PRIMARY}"]
@@ -192,7 +202,7 @@ def test_a_failing_statement_is_logged_without_its_text_or_values(primary):
     assert primary.run(f"grep -rlF {canary} /var/log/postgresql").stdout == ""
 
 
-# The primary's inventory values (../molecule.yml), which the tests below change and restore.
+# The primary's inventory values (../molecule.yml), which the tests below change.
 PRIMARY_WORK_MEM = "8MB"
 PRIMARY_SHARED_BUFFERS = "256MB"
 
@@ -222,35 +232,13 @@ def converge_primary(request, *options: str, **settings: str) -> str:
     return run.stdout
 
 
-def wait_for_streaming(primary) -> None:
-    deadline = time.monotonic() + 60
-    while sql(primary, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") != "1":
-        assert time.monotonic() < deadline, "the replica did not stream again within 60 s"
-        time.sleep(1)
-
-
-@pytest.fixture(scope="module")
-def inventory_settings_restored(request, primary):
-    """After the tests that change settings, the role puts the inventory's values back."""
-    yield
-    state = server(primary)
-    if (state["work_mem"], state["shared_buffers"]) != (PRIMARY_WORK_MEM, PRIMARY_SHARED_BUFFERS):
-        converge_primary(request)
-        state = server(primary)
-    assert (state["work_mem"], state["shared_buffers"], state["pending_restart"]) == (
-        PRIMARY_WORK_MEM,
-        PRIMARY_SHARED_BUFFERS,
-        "0",
-    )
-    wait_for_streaming(primary)
-
-
 SETTINGS_FILE = "/etc/postgresql/15/main/conf.d/50-stet.conf"
 
 
-# Last in this module: they change the primary's settings through the role, and may restart
-# it; the fixture restores the inventory's values and waits for the replica to stream again.
-def test_a_dry_run_shows_the_change_and_changes_nothing(request, primary, inventory_settings_restored):
+# Last in this module: they change the primary's settings through the role and restart it.
+# The primary keeps the last test's values (work_mem back to the inventory's, shared_buffers
+# 128MB); no later test reads them.
+def test_a_dry_run_shows_the_change_and_changes_nothing(request, primary):
     """What an operator previews with --check --diff before a change: the role's check mode."""
     before = server(primary)
     written = run_ok(primary, f"sha256sum {SETTINGS_FILE}")
@@ -263,18 +251,29 @@ def test_a_dry_run_shows_the_change_and_changes_nothing(request, primary, invent
     assert server(primary) == before
 
 
-def test_a_reload_only_setting_is_applied_without_a_restart(request, primary, inventory_settings_restored):
+def test_a_reload_only_setting_and_renewed_certificates_apply_without_a_restart(request, primary):
+    """work_mem changed and every certificate of the role due for renewal (it starts 400 days
+    before expiry of the 365-day certificates), in one run: the server reloads, serves the new
+    certificate at once, and keeps its postmaster; the replica, cut off, connects again and
+    its check accepts the new certificate."""
     before = server(primary)
+    served_before = served_certificate(primary, POSTGRESQL)
     assert (before["work_mem"], before["pending_restart"]) == (PRIMARY_WORK_MEM, "0")
-    converge_primary(request, postgresql_work_mem="9MB")
+    converge_primary(request, postgresql_work_mem="9MB", pki_cert_renew_days="400")
     after = server(primary)
     # Reloaded (the configuration was read again), not restarted.
     assert after["work_mem"] == "9MB" and float(after["loaded"]) > float(before["loaded"])
     assert (after["pid"], after["started"]) == (before["pid"], before["started"])
     assert after["pending_restart"] == "0"
+    served = served_certificate(primary, POSTGRESQL)
+    assert served != served_before
+    assert served == run_ok(primary, f"openssl x509 -noout -serial -in {PKI_DIR}/postgresql.crt")
+    run_ok(primary, f"openssl verify -CAfile {CA} {PKI_DIR}/postgresql.crt")
+    sql(primary, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
+    wait_for_streaming_over_tls(primary)
 
 
-def test_a_restart_only_setting_restarts_the_server(request, primary, inventory_settings_restored):
+def test_a_restart_only_setting_restarts_the_server(request, primary):
     before = server(primary)
     assert (before["shared_buffers"], before["pending_restart"]) == (PRIMARY_SHARED_BUFFERS, "0")
     # work_mem goes back to the inventory's value in the same run, if the test above changed it.
@@ -283,3 +282,5 @@ def test_a_restart_only_setting_restarts_the_server(request, primary, inventory_
     assert (after["shared_buffers"], after["work_mem"]) == ("128MB", PRIMARY_WORK_MEM)
     assert after["pid"] != before["pid"] and float(after["started"]) > float(before["started"])
     assert after["pending_restart"] == "0"
+    # The replica follows the restarted primary again.
+    wait_for_streaming_over_tls(primary)

@@ -1,6 +1,6 @@
 """No secret the deployment knows is written to any log or journal on any host after
-converge, idempotence and what the tests before this file ran (backups, restores, certificate
-renewal and failed logins among them: files run in name order)."""
+converge, idempotence and what the tests before this file ran (backups, restores and a
+certificate renewal among them: files run in name order)."""
 
 from __future__ import annotations
 

@@ -1,24 +1,15 @@
 """Traffic between the platform's hosts is TLS with certificates from the platform's own CA
 (pki role): each hop refuses plaintext, and a client that checks the certificate refuses a
-name the certificate does not carry. Renewal signs again and the servers take it up."""
+name the certificate does not carry. (Renewal, which signs again and the servers take up
+with a reload: tests/test_postgresql.py.)"""
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from conftest import PRIMARY, address, ansible_playbook, run_ok, sql
+from conftest import CA, PGBOUNCER, PKI_DIR, POSTGRESQL, PRIMARY, STREAMING_OVER_TLS, address, run_ok, sql
 
 CA_DIR = "/etc/stet/ca"
-PKI_DIR = "/etc/ssl/stet-pki"
-CA = f"{PKI_DIR}/ca.crt"
 URL_FILE = "/etc/stet/secrets/database_url"
-POSTGRESQL, PGBOUNCER = 5432, 6432
-# Streaming replication connections over TLS / all of them.
-STREAMING_OVER_TLS = (
-    "SELECT count(*) FILTER (WHERE s.ssl) || '/' || count(*)"
-    " FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE r.state = 'streaming'"
-)
 
 
 def connect(api, port: int, **options: str):
@@ -26,15 +17,6 @@ def connect(api, port: int, **options: str):
     settings = {"port": str(port), "dbname": "stet", "user": "stet", **options}
     conninfo = " ".join(f"{name}={value}" for name, value in settings.items())
     return api.run(f'psql -X -w "{conninfo}" -c "SELECT 1"')
-
-
-def served_certificate(host, port: int) -> str:
-    """Serial number of the certificate PostgreSQL or PgBouncer shows a client on this port."""
-    return run_ok(
-        host,
-        f"openssl s_client -starttls postgres -connect {address(PRIMARY)}:{port} </dev/null 2>/dev/null"
-        " | openssl x509 -noout -serial",
-    )
 
 
 def test_the_ca_key_stays_on_its_host_and_every_host_trusts_the_ca(primary, replica, api):
@@ -88,20 +70,3 @@ def test_replication_streams_over_tls_with_the_primarys_certificate_checked(prim
     assert sql(primary, STREAMING_OVER_TLS) == "1/1"
     conninfo = sql(replica, "SHOW primary_conninfo")
     assert "sslmode=verify-full" in conninfo and f"sslrootcert={CA}" in conninfo
-
-
-def test_a_certificate_due_for_renewal_is_signed_again_and_served_at_once(request, primary):
-    before = served_certificate(primary, POSTGRESQL)
-    # Every certificate of the role is due when renewal starts 400 days before expiry (365-day certificates).
-    run = ansible_playbook(request, "postgresql.yml", "-e", "pki_cert_renew_days=400")
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr
-    after = served_certificate(primary, POSTGRESQL)
-    assert after != before
-    assert after == run_ok(primary, f"openssl x509 -noout -serial -in {PKI_DIR}/postgresql.crt")
-    run_ok(primary, f"openssl verify -CAfile {CA} {PKI_DIR}/postgresql.crt")
-    # The replica, cut off, connects again: its check accepts the new certificate.
-    sql(primary, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
-    deadline = time.monotonic() + 60
-    while sql(primary, STREAMING_OVER_TLS) != "1/1":
-        assert time.monotonic() < deadline, "the replica did not stream again within 60 s"
-        time.sleep(1)

@@ -53,7 +53,9 @@ def test_diagnose_reports_slow_statements_without_their_values_and_changes_nothi
     finished, running = (f"diagnose-canary-{uuid.uuid4().hex}" for _ in range(2))
     as_postgres = "runuser -u postgres -- env PGAPPNAME=diagnose-test psql -X -q -d stet -c"
     run_ok(DB_HOST, f"{as_postgres} \"SELECT pg_sleep(1.2), '{finished}'\"")
-    run_ok(DB_HOST, f"setsid -f {as_postgres} \"SELECT pg_sleep(30), '{running}'\" >/dev/null 2>&1")
+    # Long enough to outlast the playbook on a busy machine (one CI run took 37 s to reach the
+    # query); the cancel below ends it.
+    run_ok(DB_HOST, f"setsid -f {as_postgres} \"SELECT pg_sleep(600), '{running}'\" >/dev/null 2>&1")
     try:
         result = playbook("diagnose.yml", "-e", "diagnose_slow_query_seconds=1")
     finally:

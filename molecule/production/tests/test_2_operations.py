@@ -1,10 +1,10 @@
 """The release lifecycle under continuous reads and writes through the load balancer, in one
 sequence: deploy v2 (adds a migration) -> rollback to v1 (older code on the newer schema) ->
-the application tier again -> deploy v2 again -> a v3 whose gate
-fails (the roll stops after host 1, which stays drained through a run of the nginx role) ->
-rollback; then migrate.yml and restore-dump.yml for real (backup.yml and test-restore.yml are
-the pilot's). tests/test_3_scale.py goes on
-with scale.yml and a last site.yml."""
+a v3 whose gate fails (the roll stops after host 1, which stays drained through a run of the
+nginx role) -> rollback to v1; then migrate.yml and restore-dump.yml for real (backup.yml and
+test-restore.yml are the pilot's), all on v1 over v2's schema. tests/test_3_scale.py goes on
+with scale.yml and a last site.yml, which proves that every tier, the application's included,
+changes nothing and restarts nothing with the older release on the newer schema."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from conftest import (
     address_of,
     api,
     applied_schema,
-    assert_nothing_changed,
     assert_same_manifest,
     current_release,
     drained_hosts,
@@ -40,6 +39,8 @@ from conftest import (
 BROKEN = "v1.3.1-broken"
 # A contract migration's number, after NEXT's.
 CONTRACT = NEXT_SCHEMA + 1
+# The links of a host rolled back to v1: the release rolled back from is pruned, no target left.
+BACK_ON_V1 = {"current": INITIAL_VERSION, "last-good": INITIAL_VERSION, "previous": None}
 # Manifest sha256 per release id, as first seen: the same id must keep naming these bytes.
 MANIFESTS: dict[str, str] = {}
 
@@ -153,43 +154,10 @@ def test_rollback_runs_the_older_release_on_the_newer_schema(client):
         compact = ready.replace(" ", "")
         assert f'"applied":{NEXT_SCHEMA}' in compact and f'"expected":{INITIAL_SCHEMA}' in compact, ready
         # The release rolled back from is no rollback target any more: pruned.
-        assert links(name) == {"current": INITIAL_VERSION, "last-good": INITIAL_VERSION, "previous": None}, (
-            name
-        )
+        assert links(name) == BACK_ON_V1, name
         run_ok(name, f"test ! -e /opt/stet/releases/{NEXT}")
     assert drained_hosts() == []
     step("rollback to v1 (schema stays at v2's)", traffic, min_reads=100, min_writes=5)
-
-
-def test_the_application_tier_after_the_rollback_changes_nothing_and_restarts_nothing(client):
-    """The tier that owns the release, its migrations and its instances, run on the older
-    release over the newer schema: nothing to migrate, nothing to restart. (site.yml over
-    every tier is run at the end, over the grown fleet: tests/test_3_scale.py.)"""
-    pids = {name: main_pids(name) for name in API_HOSTS}
-    with load() as traffic:
-        result = playbook("application.yml", timeout=1800)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    assert_nothing_changed(result.stdout, API_HOSTS)
-    assert {name: main_pids(name) for name in API_HOSTS} == pids
-    assert_every_host_runs(INITIAL_VERSION)
-    assert_manifest(INITIAL_VERSION)
-    assert applied_schema() == NEXT_SCHEMA
-    step("application tier after the rollback", traffic, min_reads=100, min_writes=5)
-
-
-def test_deploy_again_after_the_application_tier_ran_keeps_every_hosts_key(client, next_source):
-    # Each API host's health-check key works through its own instance (the gate reads it).
-    with load() as traffic:
-        result = playbook(
-            "deploy.yml", "-e", f"stet_version={NEXT}", "-e", f"stet_api_source_dir={next_source}"
-        )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    assert_every_host_runs(NEXT)
-    assert_manifest(NEXT)
-    for name in API_HOSTS:
-        assert links(name) == {"current": NEXT, "last-good": NEXT, "previous": INITIAL_VERSION}, name
-    assert drained_hosts() == []
-    step("deploy v2 again", traffic, min_reads=200, min_writes=10)
 
 
 def test_a_release_not_ready_stops_the_roll_at_host_1_before_current_moves(client, next_source):
@@ -210,11 +178,11 @@ def test_a_release_not_ready_stops_the_roll_at_host_1_before_current_moves(clien
     assert "STET_DB_POOL_MIN must not exceed STET_DB_POOL_MAX" in words(result.stdout), result.stdout[-3000:]
     # The first host installed the broken release but never switched to it: its instances
     # run the last good release, untouched, and it stays drained until an operator acts.
-    assert links(API_HOSTS[0]) == {"current": NEXT, "last-good": NEXT, "previous": INITIAL_VERSION}
+    assert links(API_HOSTS[0]) == BACK_ON_V1
     run_ok(API_HOSTS[0], f"test -e /opt/stet/releases/{BROKEN}/MANIFEST")
     assert drained_hosts() == [address_of(API_HOSTS[0])]
     # The second host was never reached.
-    assert release_of(API_HOSTS[1]) == on_release(NEXT)
+    assert release_of(API_HOSTS[1]) == on_release(INITIAL_VERSION)
     assert {name: main_pids(name) for name in API_HOSTS} == untouched
     assert api("GET", "/health")[0] == 200
     step("deploy v3 (not ready on host 1)", traffic, min_reads=100, min_writes=5)
@@ -242,14 +210,14 @@ def test_rollback_after_a_failed_deploy_returns_to_the_last_good_release(client)
     with load() as traffic:
         result = playbook("rollback.yml")
     assert result.returncode == 0, result.stderr
-    assert_every_host_runs(NEXT)
-    assert_manifest(NEXT)
+    assert_every_host_runs(INITIAL_VERSION)
+    assert_manifest(INITIAL_VERSION)
     assert main_pids(API_HOSTS[1]) == untouched
     for name in API_HOSTS:
-        assert links(name) == {"current": NEXT, "last-good": NEXT, "previous": INITIAL_VERSION}, name
+        assert links(name) == BACK_ON_V1, name
     run_ok(API_HOSTS[0], f"test ! -e /opt/stet/deploying && test ! -e /opt/stet/releases/{BROKEN}")
     assert drained_hosts() == []
-    step("rollback (host 1 back to v2)", traffic, min_reads=100, min_writes=5)
+    step("rollback (host 1 back to v1)", traffic, min_reads=100, min_writes=5)
 
 
 def test_migrate_yml_backs_up_migrates_verifies_and_smoke_tests(client):
@@ -290,7 +258,7 @@ def test_restore_stops_the_api_restores_the_dump_and_starts_it_again(client):
     status, facts = api("GET", f"/v1/facts?subject_type=user&subject_id={marker}&requester_id=assistant")
     assert status == 200 and facts["facts"] == [], facts
     assert applied_schema() == NEXT_SCHEMA
-    assert current_release(API_HOSTS[0]) == NEXT
+    assert current_release(API_HOSTS[0]) == INITIAL_VERSION
 
 
 def test_restore_refuses_without_a_dump(client):

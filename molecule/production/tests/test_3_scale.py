@@ -1,6 +1,7 @@
 """scale.yml: a host added to stet_api in the inventory comes into service behind the load
 balancer with the release the fleet runs (same manifest), while the running API hosts keep
-serving, untouched; then site.yml over the grown fleet changes nothing and restarts nothing."""
+serving, untouched; then site.yml over the grown fleet changes nothing and restarts nothing,
+with the fleet on v1 over v2's schema (tests/test_2_operations.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import time
 
 from conftest import (
     API_HOSTS,
+    INITIAL_VERSION,
     NEW_HOST,
-    NEXT,
+    NEXT_SCHEMA,
     REPO_SITE,
     address_of,
+    applied_schema,
     assert_nothing_changed,
     assert_same_manifest,
     drained_hosts,
@@ -34,24 +37,17 @@ def scale_inventory(tmp_path):
     return str(added)
 
 
-def test_scale_brings_a_new_api_host_into_service_without_touching_the_others(client, tmp_path, next_source):
+def test_scale_brings_a_new_api_host_into_service_without_touching_the_others(client, tmp_path):
     before = {name: main_pids(name) for name in API_HOSTS}
-    # The fleet runs NEXT (tests/test_2_operations.py): scale.yml gives the new host that
-    # release, built from its sources, byte for byte the artifact the others hold.
+    # The fleet runs v1 again over v2's schema (tests/test_2_operations.py): scale.yml gives the
+    # new host that release, built from its sources, byte for byte the artifact the others hold.
     with load() as traffic:
-        result = playbook(
-            "scale.yml",
-            "-i",
-            scale_inventory(tmp_path),
-            "-e",
-            f"stet_api_source_dir={next_source}",
-            timeout=1800,
-        )
+        result = playbook("scale.yml", "-i", scale_inventory(tmp_path), timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
 
     assert {name: main_pids(name) for name in API_HOSTS} == before
-    assert release_of(NEW_HOST) == on_release(NEXT)
-    assert_same_manifest(NEXT, ALL_API_HOSTS)
+    assert release_of(NEW_HOST) == on_release(INITIAL_VERSION)
+    assert_same_manifest(INITIAL_VERSION, ALL_API_HOSTS)
     address = address_of(NEW_HOST)
     upstream = run_ok("stet-prod-lb", "nginx -T 2>/dev/null")
     assert f"server {address}:8000 max_fails" in upstream
@@ -68,22 +64,15 @@ def test_scale_brings_a_new_api_host_into_service_without_touching_the_others(cl
     step("scale.yml (adds api3)", traffic, min_reads=200, min_writes=10)
 
 
-def test_site_yml_over_the_grown_fleet_changes_nothing_and_restarts_nothing(client, tmp_path, next_source):
+def test_site_yml_over_the_grown_fleet_changes_nothing_and_restarts_nothing(client, tmp_path):
     pids = {name: main_pids(name) for name in ALL_API_HOSTS}
-    # The operator recorded the fleet's release in the inventory (stet_version) after the deploy.
+    # The inventory's stet_version is the release the fleet runs: v1, rolled back to, over v2's
+    # schema (tests/test_2_operations.py). Nothing to migrate, nothing to restart.
     with load() as traffic:
-        result = playbook(
-            REPO_SITE,
-            "-i",
-            scale_inventory(tmp_path),
-            "-e",
-            f"stet_version={NEXT}",
-            "-e",
-            f"stet_api_source_dir={next_source}",
-            timeout=1800,
-        )
+        result = playbook(REPO_SITE, "-i", scale_inventory(tmp_path), timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert_nothing_changed(result.stdout, ALL_API_HOSTS)
     assert {name: main_pids(name) for name in ALL_API_HOSTS} == pids
-    assert_same_manifest(NEXT, ALL_API_HOSTS)
+    assert_same_manifest(INITIAL_VERSION, ALL_API_HOSTS)
+    assert applied_schema() == NEXT_SCHEMA
     step("site.yml over 3 API hosts", traffic, min_reads=200, min_writes=10)
