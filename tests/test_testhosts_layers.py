@@ -20,7 +20,7 @@ SCRIPT = (ROOT / "scripts" / "testhosts").read_text()
 def bash_array(name: str) -> dict[str, str]:
     body = re.search(rf"^declare -A {name}=\((.*?)\)$", SCRIPT, re.MULTILINE | re.DOTALL)
     assert body, f"{name} not found in scripts/testhosts"
-    pairs = re.findall(r'\[(\w+)\]=(?:"([^"]*)"|(\S*))', body[1])
+    pairs = re.findall(r'\[([\w-]+)\]=(?:"([^"]*)"|(\S*))', body[1])
     return {key: quoted or bare for key, quoted, bare in pairs}
 
 
