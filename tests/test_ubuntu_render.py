@@ -613,3 +613,33 @@ def test_branches_differ_where_they_should(rendered):
                 else:
                     differ.add(f"roles/{meta['role']}/tasks/{meta['file']}: {meta['task']}")
     assert differ == EXPECTED_DIFFERENCES
+
+
+def test_the_production_monitoring_host_scrapes_patroni_and_etcd(rendered, tmp_path):
+    """Prometheus' configuration as the production inventory renders it: a valid file
+    (`promtool check config`) with Patroni's REST API over TLS and every etcd member."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: make host-packages (Debian's prometheus package)"
+    (_monitor, config), *others = contents(rendered["debian12"], "prometheus")["prometheus.yml.j2"].items()
+    assert not others, "one monitoring host in the production inventory"
+    (tmp_path / "prometheus.yml").write_text(config)
+    check = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", "prometheus.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    jobs = {job["job_name"]: job for job in yaml.safe_load(config)["scrape_configs"]}
+
+    def targets(job: str) -> dict[str, list[str]]:
+        return {c["labels"]["host"]: c["targets"] for c in jobs[job]["static_configs"]}
+
+    assert jobs["patroni"]["scheme"] == "https"
+    assert jobs["patroni"]["tls_config"] == {"ca_file": "/etc/ssl/stet-pki/ca.crt"}
+    assert sorted(targets("patroni")) == ["stet-db-1", "stet-db-2"]
+    assert all(t[0].endswith(":8008") for t in targets("patroni").values())
+    members = yaml.safe_load((INVENTORY / "hosts.yml").read_text())["all"]["children"]["stet_dcs"]["hosts"]
+    assert sorted(targets("etcd")) == sorted(members)
+    assert all(t[0].endswith(":2381") for t in targets("etcd").values())
