@@ -23,17 +23,40 @@ TESTS = Path(__file__).resolve().parent / "alert_rules"
 PROMTOOL = shutil.which("promtool")
 
 
-def render_rules() -> str:
-    """The rules as a production inventory gets them: with Patroni (stet_db_ha), so every rule."""
-    defaults = {
+def role_values(kind: str) -> dict:
+    """defaults/main.yml or vars/main.yml, their strings templates as the role's are."""
+    return {
         name: trust_as_template(value) if isinstance(value, str) else value
-        for name, value in yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()).items()
+        for name, value in yaml.safe_load((ROLE / kind / "main.yml").read_text()).items()
     }
-    inventory = {"stet_db_ha": True, "groups": {"stet_db": ["stet-db-1", "stet-db-2"]}}
-    templar = Templar(
-        loader=DataLoader(), variables={**defaults, **inventory, "ansible_managed": "Ansible managed"}
-    )
+
+
+def render_rules(**inventory) -> str:
+    """The rules as a production inventory gets them (with Patroni, stet_db_ha, so every
+    rule), with the inventory's values over the role's."""
+    inventory = {"stet_db_ha": True, "groups": {"stet_db": ["stet-db-1", "stet-db-2"]}, **inventory}
+    variables = {
+        **role_values("defaults"),
+        **inventory,
+        **role_values("vars"),
+        "ansible_managed": "Ansible managed",
+    }
+    templar = Templar(loader=DataLoader(), variables=variables)
     return templar.template(trust_as_template((ROLE / "templates" / "stet.rules.yml.j2").read_text()))
+
+
+def test_a_duration_set_in_the_inventory_changes_its_alerts_only():
+    def durations(rules: str) -> dict[str, str]:
+        groups = yaml.safe_load(rules)["groups"]
+        return {rule["alert"]: rule.get("for") for group in groups for rule in group["rules"]}
+
+    default = durations(render_rules())
+    changed = durations(render_rules(prometheus_alert_for={"disk_full": "15m", "no_leader": "30s"}))
+    assert (default["DiskAlmostFull"], changed["DiskAlmostFull"]) == ("5m", "15m")
+    assert (default["PostgreSQLNoLeader"], changed["PostgreSQLNoLeader"]) == ("1m", "30s")
+    assert {k: v for k, v in changed.items() if k not in ("DiskAlmostFull", "PostgreSQLNoLeader")} == {
+        k: v for k, v in default.items() if k not in ("DiskAlmostFull", "PostgreSQLNoLeader")
+    }
 
 
 @pytest.fixture(scope="module")
