@@ -98,6 +98,43 @@ def test_a_deadlock_is_a_retryable_409_and_leaves_nothing(legacy_app, db_url, te
     assert again.get_json()["supersedes"] == active_id
 
 
+def test_a_serialization_failure_is_a_retryable_409_and_leaves_nothing(db_url, tenant):
+    # Sessions at SERIALIZABLE (an operator's libpq option): an update of a row another
+    # transaction changed since the snapshot fails with SQLSTATE 40001.
+    app = make_app(
+        f"{db_url}?options=-c%20default_transaction_isolation%3Dserializable",
+        STET_AUTH_REQUIRED="false",
+        STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8",
+        STET_RATE_LIMIT_WRITES_PER_MINUTE="0",
+    )
+    client = app.test_client()
+    subject = {"type": "user", "id": "serial"}
+    first = client.post("/v1/corrections", json=correction(subject=subject), headers={"X-Tenant-Id": tenant})
+    assert first.status_code == 201
+    active_id = first.get_json()["correction_id"]
+    body = correction(subject=subject, value="second")
+
+    with connect(db_url, autocommit=False) as other, other.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        other_pid = cursor.fetchone()[0]
+        cursor.execute("SELECT 1 FROM corrections WHERE correction_id = %s FOR UPDATE", (active_id,))
+        thread, answer = _post_in_thread(app, body, tenant)
+        with connect(db_url) as watcher, watcher.cursor() as watch:
+            _wait_for_lock_wait(watch, other_pid)
+        # A new version of the row the API's snapshot saw, committed while it waits for it.
+        cursor.execute("UPDATE corrections SET status = status WHERE correction_id = %s", (active_id,))
+        other.commit()
+        thread.join(timeout=15)
+
+    response = answer["response"]
+    assert response.status_code == 409, response.get_json()
+    assert response.get_json()["error"]["details"] == {"retryable": True}
+    again = client.post("/v1/corrections", json=body, headers={"X-Tenant-Id": tenant})
+    assert again.status_code == 201
+    assert again.get_json()["supersedes"] == active_id
+    app.extensions["stet_pool"].close()
+
+
 def test_a_statement_held_past_its_bound_is_503_and_the_pool_recovers(impatient_app, db_url, tenant):
     client = impatient_app.test_client()
     subject = {"type": "user", "id": "slow"}
