@@ -3,6 +3,7 @@ keys, the release layout, and a rolling restart that loses no request."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from conftest import (
@@ -75,11 +76,19 @@ def test_database_url_is_a_credential_not_an_environment_value():
             assert not any(password in line for line in environment)
 
 
-def test_the_key_the_role_made_works_for_its_tenant_only():
+def test_the_health_check_key_reads_its_tenant_and_can_change_nothing():
     token_file = f"{SECRETS}/health-check.token"
     token = host(API_HOST).file(token_file)
     assert (token.user, token.mode) == ("root", 0o600)
     subject = f"u-{uuid.uuid4().hex[:8]}"
+    query = f"subject_type=user&subject_id={subject}&requester_id=assistant"
+    for port in PORTS:
+        status, body = local_request(
+            "GET", f"http://127.0.0.1:{port}/v1/facts?{query}", token_file, MONITORING_TENANT
+        )
+        assert status == 200, body
+    other_tenant = str(uuid.uuid4())
+    assert local_request("GET", f"http://127.0.0.1:8000/v1/facts?{query}", token_file, other_tenant)[0] == 403
     correction = {
         "subject": {"type": "user", "id": subject},
         "field_key": "allergy",
@@ -89,18 +98,25 @@ def test_the_key_the_role_made_works_for_its_tenant_only():
         "actor": {"type": "user", "id": subject},
         "idempotency_key": uuid.uuid4().hex,
     }
-    corrections = "http://127.0.0.1:8000/v1/corrections"
-    assert local_request("POST", corrections, None, MONITORING_TENANT, correction)[0] == 401
-    other_tenant = str(uuid.uuid4())
-    assert local_request("POST", corrections, token_file, other_tenant, correction)[0] == 403
-    status, body = local_request("POST", corrections, token_file, MONITORING_TENANT, correction)
-    assert status == 201, body
-    query = f"subject_type=user&subject_id={subject}&requester_id=assistant"
+    heartbeat = {
+        "system_id": "health-check-probe",
+        "enforced_correction_version": "2026-01-01T00:00:00+00:00",
+    }
+    refused = [
+        ("POST", "/v1/corrections", correction, "write"),
+        ("POST", "/v1/enforcement/heartbeat", heartbeat, "enforce"),
+        ("PUT", "/v1/enforcement/systems/health-check-probe", None, "admin"),
+    ]
+    for method, path, body, scope in refused:
+        url = f"http://127.0.0.1:8000{path}"
+        assert local_request(method, url, None, MONITORING_TENANT, body)[0] == 401
+        status, answer = local_request(method, url, token_file, MONITORING_TENANT, body)
+        assert status == 403, (method, path, answer)
+        assert json.loads(answer)["error"]["details"]["required_scope"] == scope
     status, body = local_request(
         "GET", f"http://127.0.0.1:8001/v1/facts?{query}", token_file, MONITORING_TENANT
     )
-    assert status == 200, body
-    assert '"value":"peanuts"' in body.replace(" ", "")
+    assert status == 200 and "peanuts" not in body, body
 
 
 def test_release_layout_allows_a_symlink_rollback():

@@ -250,6 +250,17 @@ def test_writes_are_rate_limited_with_the_api_error_body():
     time.sleep(WRITE_BURST_REFILL_SECONDS)
 
 
+def test_a_body_over_the_apis_limit_is_refused_at_the_edge_with_the_api_error_body():
+    url = f"{SITE}/v1/enforcement/heartbeat"
+    answer = "/tmp/edge-too-large.json"
+    # stet_api_max_body_bytes and nginx_client_max_body_size: 1 MiB.
+    for size, refused_by in ((1024 * 1024 - 1024, API_REFUSALS), (1024 * 1024 + 1, {"413"})):
+        run_ok(API_HOST, f"head -c {size} /dev/zero | tr '\\0' x > /tmp/edge-body")
+        status = curl(f"-X POST --data-binary @/tmp/edge-body -o {answer} -w '%{{http_code}}' {url}")
+        assert status in refused_by, (size, status)
+    assert json.loads(host(API_HOST).file(answer).content_string)["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
 def test_metrics_only_from_allowed_networks():
     local = curl(f"--resolve {DOMAIN}:443:127.0.0.1 -o /dev/null -w '%{{http_code}}' {SITE}/metrics")
     assert local == "200"

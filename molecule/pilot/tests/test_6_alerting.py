@@ -13,6 +13,7 @@ import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
 import yaml
 from alerts import (
     DELIVERIES,
@@ -25,7 +26,17 @@ from alerts import (
     prometheus_values,
     wait_for,
 )
-from conftest import API_HOST, DB_HOST, MONITORING_TENANT, REPO, SECRETS, host, local_request, run_ok
+from conftest import (
+    API_HOST,
+    DB_HOST,
+    MONITORING_TENANT,
+    REPO,
+    SECRETS,
+    TOPOLOGY,
+    host,
+    local_request,
+    run_ok,
+)
 
 ENVIRONMENT = yaml.safe_load((REPO / "inventories/pilot/group_vars/all.yml").read_text())["stet_env"]
 
@@ -34,7 +45,8 @@ BUDGET = FOR_SECONDS + 2 * SCRAPE_SECONDS
 JOB_BUDGET = 2 * SCRAPE_SECONDS
 # Resolution: the next scrape, rule evaluation and Alertmanager's group interval, twice over.
 RESOLVE_BUDGET = 2 * (SCRAPE_SECONDS + GROUP_INTERVAL_SECONDS) + 5
-TOKEN = f"{SECRETS}/health-check.token"
+# The probe's own key in the monitoring tenant: the health-check key may only read.
+PROBE_TOKEN = "/root/stet-alerting-probe.token"
 API = "http://127.0.0.1:8000/v1/enforcement"
 SYSTEM = "alerting-probe"
 STALE_AFTER_SECONDS = 10  # stet_api_heartbeat_interval_seconds 5 x grace 2
@@ -159,15 +171,49 @@ def test_a_failed_backup():
             run_ok(DB_HOST, f"umount {BACKUPS}")
 
 
+# A small tmpfs of the test's own: the test hosts' real disk is the machine's (host_vars
+# point the disk alerts at the containers' tmpfs mounts).
+FILL_MOUNT = "/srv/stet-disk-test"
+
+
+def test_a_disk_almost_full():
+    def induce():
+        sh(DB_HOST, f"mkdir -p {FILL_MOUNT} && mount -t tmpfs -o size=8m tmpfs {FILL_MOUNT}")
+        # 7.5 of 8 MiB: 92% used, over prometheus_alert_disk_used_ratio (0.85).
+        sh(DB_HOST, f"head -c 7680k /dev/zero > {FILL_MOUNT}/filler")
+
+    try:
+        prove(
+            "fill a disk",
+            [("DiskAlmostFull", {"host": DB_HOST, "mountpoint": FILL_MOUNT}, BUDGET)],
+            induce,
+            lambda: run_ok(DB_HOST, f"rm {FILL_MOUNT}/filler"),
+        )
+    finally:
+        if f" {FILL_MOUNT} " in run_ok(DB_HOST, "cat /proc/mounts"):
+            run_ok(DB_HOST, f"umount {FILL_MOUNT}")
+
+
+@pytest.fixture(scope="module")
+def probe_key():
+    key = TOPOLOGY.ansible(
+        API_HOST,
+        "stet.ops.api_key",
+        f"dsn_file={SECRETS}/database_url tenant_id={MONITORING_TENANT} name=alerting-probe"
+        f" token_file={PROBE_TOKEN} scopes=read,enforce,admin",
+    )
+    assert key.returncode == 0, key.stdout + key.stderr
+
+
 def heartbeat() -> None:
     body = {"system_id": SYSTEM, "enforced_correction_version": datetime.now(UTC).isoformat()}
-    status, text = local_request("POST", f"{API}/heartbeat", TOKEN, MONITORING_TENANT, body)
+    status, text = local_request("POST", f"{API}/heartbeat", PROBE_TOKEN, MONITORING_TENANT, body)
     assert status == 201, text
 
 
-def test_stale_heartbeats_through_the_health_check_job():
+def test_stale_heartbeats_through_the_health_check_job(probe_key):
     # The answer's body says why, should this ever fail again (a 503 once in CI, 2026-12-01).
-    status, text = local_request("PUT", f"{API}/systems/{SYSTEM}", TOKEN, MONITORING_TENANT)
+    status, text = local_request("PUT", f"{API}/systems/{SYSTEM}", PROBE_TOKEN, MONITORING_TENANT)
     assert status in (200, 201), (
         status,
         text,
@@ -178,7 +224,7 @@ def test_stale_heartbeats_through_the_health_check_job():
     # tests read other levels through nginx), and the job settles on OK.
     for port in (8000, 8001):
         url = f"http://127.0.0.1:{port}/v1/enforcement/escalation"
-        status, text = local_request("GET", url, TOKEN, MONITORING_TENANT)
+        status, text = local_request("GET", url, PROBE_TOKEN, MONITORING_TENANT)
         assert status == 200 and json.loads(text)["escalation"] == "NONE", text
     run_ok(API_HOST, "systemctl start stet-health-check.service")
 
@@ -201,7 +247,7 @@ def test_stale_heartbeats_through_the_health_check_job():
     try:
         prove("heartbeats stop", expected, induce, repair)
     finally:
-        assert local_request("DELETE", f"{API}/systems/{SYSTEM}", TOKEN, MONITORING_TENANT)[0] == 204
+        assert local_request("DELETE", f"{API}/systems/{SYSTEM}", PROBE_TOKEN, MONITORING_TENANT)[0] == 204
 
 
 CERT_DIR = "/root/stet-short-cert"
