@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import PRIMARY, SCRIPTS, run_ok, sql
 
@@ -128,6 +130,7 @@ def test_archive_moves_only_old_heartbeats(primary, seeded):
 
 
 CRON_FILE = "/etc/cron.d/stet-db-maintenance"
+PGBACKREST_CRON = "/etc/cron.d/stet-pgbackrest"
 # The guide's schedule (Database Maintenance Jobs, Backup & Recovery): (when, user) -> command.
 EXPECTED_CRON = {
     ("0 2 * * *", "postgres"): f'{SCRIPTS}/on-primary psql -X -q -d stet -c "VACUUM ANALYZE;"',
@@ -241,8 +244,30 @@ def test_cron_archive_moves_old_heartbeats_and_logs_it(primary):
 
 def test_cron_test_restore_runs_off_the_primary_and_logs_it(api):
     # With a repository host, the scheduled test restore is pgBackRest's, on that host.
-    _, entries = crontab(api, "/etc/cron.d/stet-pgbackrest")
+    _, entries = crontab(api, PGBACKREST_CRON)
     assert ("0 5 * * 6", "root") in entries
-    job = run_like_cron(api, "pgbackrest-test-restore.py", "/etc/cron.d/stet-pgbackrest")
+    job = run_like_cron(api, "pgbackrest-test-restore.py", PGBACKREST_CRON)
     assert job.rc == 0, job.stdout + job.stderr
     assert "job=pgbackrest_test_restore status=ok exit=0" in last_log_line(api)
+
+
+def test_cron_backs_up_in_full_on_sundays_and_differentially_on_the_other_days(api):
+    _, entries = crontab(api, PGBACKREST_CRON)
+    backups = {
+        when: command for (when, user), command in entries.items() if "pgbackrest-backup.sh" in command
+    }
+    assert backups == {
+        "0 3 * * 0": f"{SCRIPTS}/pgbackrest-backup.sh full >/dev/null",
+        "0 3 * * 1-6": f"{SCRIPTS}/pgbackrest-backup.sh diff >/dev/null",
+    }
+    assert all(user == "root" for (_, user), command in entries.items() if command in backups.values())
+
+    def differentials() -> list[str]:
+        info = run_ok(api, "runuser -u postgres -- pgbackrest --stanza=stet --output=json info")
+        return [backup["label"] for backup in json.loads(info)[0]["backup"] if backup["type"] == "diff"]
+
+    before = differentials()
+    job = run_like_cron(api, "pgbackrest-backup.sh diff", PGBACKREST_CRON)
+    assert job.rc == 0, job.stdout + job.stderr
+    (new,) = set(differentials()) - set(before)
+    assert "job=pgbackrest_backup status=ok" in last_log_line(api) and new in last_log_line(api)

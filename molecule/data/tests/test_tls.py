@@ -6,10 +6,25 @@ with a reload: tests/test_postgresql.py.)"""
 from __future__ import annotations
 
 import pytest
-from conftest import CA, PGBOUNCER, PKI_DIR, POSTGRESQL, PRIMARY, STREAMING_OVER_TLS, address, run_ok, sql
+from conftest import (
+    API,
+    CA,
+    PGBOUNCER,
+    PKI_DIR,
+    POSTGRESQL,
+    PRIMARY,
+    STREAMING_OVER_TLS,
+    address,
+    run_ok,
+    sql,
+)
 
 CA_DIR = "/etc/stet/ca"
 URL_FILE = "/etc/stet/secrets/database_url"
+PGBACKREST = 8432  # pgbackrest_tls_port
+# curl's exit status when a connection opened but no answer came back (52 empty reply, 56
+# connection reset): not 7 (refused) nor 28 (timed out).
+CURL_NO_ANSWER = {52, 56}
 
 
 def connect(api, port: int, **options: str):
@@ -47,6 +62,32 @@ def test_postgresql_refuses_a_plaintext_client(api):
 def test_pgbouncer_refuses_a_plaintext_client(api):
     result = connect(api, PGBOUNCER, host=address(PRIMARY), sslmode="disable")
     assert result.rc != 0 and "SSL required" in result.stderr
+
+
+def test_pgbackrests_server_refuses_plaintext_and_a_client_certificate_of_another_ca(api):
+    server = f"{address(PRIMARY)}:{PGBACKREST}"
+    # pgBackRest greets a client ({"name":"pgBackRest",...}) once TLS is up: never in plaintext.
+    plain = api.run(f"curl -sS --max-time 5 --http0.9 http://{server}/")
+    assert plain.rc in CURL_NO_ANSWER and "pgBackRest" not in plain.stdout, (plain.rc, plain.stdout)
+    wrong_name = f"db.wrong.example:{PGBACKREST}"
+    wrong = api.run(
+        f"curl -sS --max-time 5 --http0.9 --cacert {CA} --resolve {wrong_name}:{address(PRIMARY)}"
+        f" https://{wrong_name}/"
+    )
+    assert wrong.rc == 60, (wrong.rc, wrong.stderr)
+    # The repository host's own name, in a certificate another CA signed: refused in the handshake.
+    run_ok(
+        api,
+        "cd /tmp && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -keyout other-ca.key -out other-ca.crt"
+        f" -subj /CN={API} 2>/dev/null && chown postgres other-ca.key other-ca.crt",
+    )
+    client = " ".join(
+        f"--pg{n}-host-cert-file=/tmp/other-ca.crt --pg{n}-host-key-file=/tmp/other-ca.key" for n in (1, 2)
+    )
+    refused = api.run(f"runuser -u postgres -- pgbackrest --stanza=stet {client} check")
+    assert refused.rc != 0 and "alert unknown ca" in refused.stdout + refused.stderr, (
+        refused.stdout + refused.stderr
+    )
 
 
 @pytest.mark.parametrize("port", [POSTGRESQL, PGBOUNCER])
