@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
 from e2e import Load, Topology
+from monitor import Monitor
 
 API_HOSTS = ["stet-prod-api1", "stet-prod-api2"]
 # Hardened but in no tier until tests/test_3_scale.py adds it to stet_api with scale.yml.
@@ -35,6 +36,8 @@ TOPOLOGY = Topology(site="stet-prod-lb", client="stet-prod-acme", token_host=API
 CLIENT = TOPOLOGY.client
 LB_URL = TOPOLOGY.url
 host, run_ok, api, playbook = TOPOLOGY.host, TOPOLOGY.run_ok, TOPOLOGY.api, TOPOLOGY.playbook
+# Prometheus and Alertmanager: the first API host is also the monitoring host (stet_monitor).
+MONITOR = Monitor(API_HOSTS[0], run_ok)
 
 
 @pytest.fixture(scope="session")

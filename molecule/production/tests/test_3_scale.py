@@ -10,6 +10,7 @@ import time
 from conftest import (
     API_HOSTS,
     INITIAL_VERSION,
+    MONITOR,
     NEW_HOST,
     NEXT_SCHEMA,
     REPO_SITE,
@@ -61,6 +62,12 @@ def test_scale_brings_a_new_api_host_into_service_without_touching_the_others(cl
     log = run_ok(NEW_HOST, f"journalctl -u 'stet-api@*' --since @{since} -o cat")
     served = log.count('"path": "/v1/facts"')
     assert served > 0, log[-2000:]
+    # Prometheus scrapes both of its instances (scale.yml's last play), within a few scrapes.
+    scraped = f'up{{job="stet_api", host="{NEW_HOST}"}}'
+    deadline = time.monotonic() + 60
+    while MONITOR.values(scraped) != ["1", "1"]:
+        assert time.monotonic() < deadline, MONITOR.query(scraped)
+        time.sleep(2)
     step("scale.yml (adds api3)", traffic, min_reads=200, min_writes=10)
 
 

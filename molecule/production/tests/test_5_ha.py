@@ -10,11 +10,15 @@ import json
 import subprocess
 import time
 
-from conftest import API_HOSTS, TOPOLOGY, record, run_ok
+from conftest import API_HOSTS, MONITOR, TOPOLOGY, record, run_ok
 from e2e import ETCDCTL, HAPROXY_STATE, PATRONICTL, Load
 
 DB_HOSTS = ["stet-prod-db1", "stet-prod-db2"]
 DCS_HOSTS = ["stet-prod-db1", "stet-prod-db2", "stet-prod-api1"]
+PATRONI_PORT = 8008  # patroni_restapi_port
+# When each change of leader started (the switchover's playbook run): the alert test reads them.
+LEADER_CHANGES: list[float] = []
+PLATFORM_CA = "/etc/ssl/stet-pki/ca.crt"
 
 
 def members(on: str) -> list[dict]:
@@ -86,6 +90,23 @@ def test_etcd_has_three_healthy_members():
     assert len(endpoints) == 3 and all(endpoint["health"] for endpoint in endpoints), endpoints
 
 
+def test_prometheus_reads_patroni_on_both_database_hosts_and_every_etcd_member():
+    # Targets join at Prometheus' first scrapes after the converge (prometheus_scrape_interval).
+    deadline = time.monotonic() + 60
+    while True:
+        patroni = {r["metric"]["host"]: r["value"][1] for r in MONITOR.query('up{job="patroni"}')}
+        etcd = {r["metric"]["host"]: r["value"][1] for r in MONITOR.query('up{job="etcd"}')}
+        if (patroni, etcd) == (dict.fromkeys(DB_HOSTS, "1"), dict.fromkeys(DCS_HOSTS, "1")):
+            break
+        assert time.monotonic() < deadline, (patroni, etcd)
+        time.sleep(2)
+    # What the HA rules read: one leader with a synchronous standby, every member with a leader.
+    assert MONITOR.values("sum by (scope) (patroni_primary)") == ["1"]
+    assert MONITOR.values("sum by (scope) (patroni_sync_standby)") == ["1"]
+    assert MONITOR.values("etcd_server_has_leader") == ["1"] * 3
+    assert not MONITOR.firing_now("PostgreSQLNoLeader", {})
+
+
 def test_every_api_host_routes_to_the_leader_only():
     leader, _ = leader_and_standby(DB_HOSTS[0])
     for name in API_HOSTS:
@@ -100,10 +121,28 @@ def test_every_api_host_routes_to_the_leader_only():
         assert in_recovery == "False", name
 
 
+def test_patronis_rest_api_is_tls_only_with_the_platform_certificate():
+    client = TOPOLOGY.host(API_HOSTS[0])
+    for name in DB_HOSTS:
+        url = f"{name}:{PATRONI_PORT}/health"
+        # HAProxy's check, as it makes it: TLS, the certificate checked against the platform CA.
+        assert client.run(f"curl -sS --max-time 5 --cacert {PLATFORM_CA} https://{url}").rc == 0, name
+        plain = client.run(f"curl -sS --max-time 5 http://{url}")
+        assert plain.rc != 0, (name, plain.stdout)
+        address = run_ok(API_HOSTS[0], f"getent hosts {name}").split()[0]
+        wrong_name = f"db.wrong.example:{PATRONI_PORT}"
+        wrong = client.run(
+            f"curl -sS --max-time 5 --cacert {PLATFORM_CA} --resolve {wrong_name}:{address}"
+            f" https://{wrong_name}/health"
+        )
+        assert wrong.rc == 60 and "db.wrong.example" in wrong.stderr, (name, wrong.rc, wrong.stderr)
+
+
 def test_a_planned_switchover_under_load_loses_no_write():
     old_leader, standby = wait_for_cluster(DB_HOSTS[0], timeout=60)
     with traffic_with_log() as traffic:
         time.sleep(10)
+        LEADER_CHANGES.append(time.time())
         result = TOPOLOGY.playbook("switchover.yml")
         assert result.returncode == 0, result.stdout[-3000:]
         new_leader, new_standby = wait_for_cluster(DB_HOSTS[0], timeout=90)
@@ -124,6 +163,18 @@ def test_a_planned_switchover_under_load_loses_no_write():
     assert check["acknowledged"] >= 20, check
     # The issue's bound for a planned switchover: at most 5 s of write errors.
     assert window <= 5, failed_writes
+
+
+def test_the_change_of_leader_reaches_a_person_through_alertmanager():
+    assert LEADER_CHANGES, "no switchover ran"
+    # Patroni's timeline is read at the next scrape and the rule evaluated within one more
+    # interval (5 s each, host_vars); Alertmanager sends 1 s after. The playbook's own run
+    # (checks, then the switchover) takes most of the budget.
+    delivered = MONITOR.wait_for(
+        "PostgreSQLLeaderChanged", "firing", {"severity": "warning"}, LEADER_CHANGES[0], 120
+    )
+    print(f"PostgreSQLLeaderChanged delivered {delivered} s after the switchover started")
+    assert delivered is not None and delivered <= 90, delivered
 
 
 def test_the_leader_lost_under_load_fails_over_by_itself_and_rejoins():
