@@ -30,6 +30,20 @@ def impatient_app(db_url):
     app.extensions["stet_pool"].close()
 
 
+@pytest.fixture(scope="module")
+def serializable_app(db_url):
+    """Auth off, sessions at SERIALIZABLE (an operator's libpq option): an update of a row
+    another transaction changed since the snapshot fails with SQLSTATE 40001."""
+    app = make_app(
+        f"{db_url}?options=-c%20default_transaction_isolation%3Dserializable",
+        STET_AUTH_REQUIRED="false",
+        STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8",
+        STET_RATE_LIMIT_WRITES_PER_MINUTE="0",
+    )
+    yield app
+    app.extensions["stet_pool"].close()
+
+
 def _post_in_thread(app, body, tenant):
     answer = {}
 
@@ -58,6 +72,18 @@ def _wait_for_lock_wait(cursor, exclude_pid: int, timeout: float = 5.0) -> None:
     raise AssertionError("the API's transaction never waited for the lock")
 
 
+def _post_blocked_on_row(app, db_url, cursor, correction_id, body, tenant):
+    """From the session of `cursor`: lock the correction's row, post `body` in a thread and
+    return once the API's transaction waits for that lock."""
+    cursor.execute("SELECT pg_backend_pid()")
+    holder_pid = cursor.fetchone()[0]
+    cursor.execute("SELECT 1 FROM corrections WHERE correction_id = %s FOR UPDATE", (correction_id,))
+    thread, answer = _post_in_thread(app, body, tenant)
+    with connect(db_url) as watcher, watcher.cursor() as watch:
+        _wait_for_lock_wait(watch, holder_pid)
+    return thread, answer
+
+
 def test_a_deadlock_is_a_retryable_409_and_leaves_nothing(legacy_app, db_url, tenant):
     client = legacy_app.test_client()
     first = client.post(
@@ -72,13 +98,8 @@ def test_a_deadlock_is_a_retryable_409_and_leaves_nothing(legacy_app, db_url, te
     with connect(db_url, autocommit=False) as other, other.cursor() as cursor:
         # The other session detects late, so the API's backend is the one PostgreSQL aborts.
         cursor.execute("SET deadlock_timeout = '10s'")
-        cursor.execute("SELECT pg_backend_pid()")
-        other_pid = cursor.fetchone()[0]
         # Hold the field's ACTIVE row: the API claims its idempotency key, then waits here.
-        cursor.execute("SELECT 1 FROM corrections WHERE correction_id = %s FOR UPDATE", (active_id,))
-        thread, answer = _post_in_thread(legacy_app, body, tenant)
-        with connect(db_url) as watcher, watcher.cursor() as watch:
-            _wait_for_lock_wait(watch, other_pid)
+        thread, answer = _post_blocked_on_row(legacy_app, db_url, cursor, active_id, body, tenant)
         # Now wait for the key the API holds: a cycle, which PostgreSQL breaks after 1 s.
         cursor.execute(
             "INSERT INTO idempotency (tenant_id, key, correction_id, payload_hash) VALUES (%s, %s, %s, 'x')",
@@ -98,16 +119,8 @@ def test_a_deadlock_is_a_retryable_409_and_leaves_nothing(legacy_app, db_url, te
     assert again.get_json()["supersedes"] == active_id
 
 
-def test_a_serialization_failure_is_a_retryable_409_and_leaves_nothing(db_url, tenant):
-    # Sessions at SERIALIZABLE (an operator's libpq option): an update of a row another
-    # transaction changed since the snapshot fails with SQLSTATE 40001.
-    app = make_app(
-        f"{db_url}?options=-c%20default_transaction_isolation%3Dserializable",
-        STET_AUTH_REQUIRED="false",
-        STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8",
-        STET_RATE_LIMIT_WRITES_PER_MINUTE="0",
-    )
-    client = app.test_client()
+def test_a_serialization_failure_is_a_retryable_409_and_leaves_nothing(serializable_app, db_url, tenant):
+    client = serializable_app.test_client()
     subject = {"type": "user", "id": "serial"}
     first = client.post("/v1/corrections", json=correction(subject=subject), headers={"X-Tenant-Id": tenant})
     assert first.status_code == 201
@@ -115,12 +128,7 @@ def test_a_serialization_failure_is_a_retryable_409_and_leaves_nothing(db_url, t
     body = correction(subject=subject, value="second")
 
     with connect(db_url, autocommit=False) as other, other.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        other_pid = cursor.fetchone()[0]
-        cursor.execute("SELECT 1 FROM corrections WHERE correction_id = %s FOR UPDATE", (active_id,))
-        thread, answer = _post_in_thread(app, body, tenant)
-        with connect(db_url) as watcher, watcher.cursor() as watch:
-            _wait_for_lock_wait(watch, other_pid)
+        thread, answer = _post_blocked_on_row(serializable_app, db_url, cursor, active_id, body, tenant)
         # A new version of the row the API's snapshot saw, committed while it waits for it.
         cursor.execute("UPDATE corrections SET status = status WHERE correction_id = %s", (active_id,))
         other.commit()
@@ -132,7 +140,6 @@ def test_a_serialization_failure_is_a_retryable_409_and_leaves_nothing(db_url, t
     again = client.post("/v1/corrections", json=body, headers={"X-Tenant-Id": tenant})
     assert again.status_code == 201
     assert again.get_json()["supersedes"] == active_id
-    app.extensions["stet_pool"].close()
 
 
 def test_a_statement_held_past_its_bound_is_503_and_the_pool_recovers(impatient_app, db_url, tenant):
