@@ -22,6 +22,7 @@ class Monitor:
         self.name = name
         self._run_ok = run_ok
         self._address: str | None = None
+        self._secret: str | None = None
 
     def run(self, command: str) -> str:
         return self._run_ok(self.name, command)
@@ -35,7 +36,9 @@ class Monitor:
     def notifications(self) -> list[dict]:
         """Every notification received so far: Alertmanager's JSON plus `received_at`; each must
         carry the shared secret as its bearer credential."""
-        secret = self.run(f"cat {WEBHOOK_SECRET}").strip()
+        if self._secret is None:
+            self._secret = self.run(f"cat {WEBHOOK_SECRET}").strip()
+        secret = self._secret
         received = self.run(f"cat {RECEIVED} 2>/dev/null || true")
         entries = [json.loads(line) for line in received.splitlines()]
         for entry in entries:
