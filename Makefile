@@ -32,8 +32,8 @@ venv: $(BIN)/.installed ## create .venv with the pinned tool chain
 
 # Debian packages the tests run for real on this machine: PostgreSQL and PgBouncer for
 # the API and module tests, wrk for the benchmarks, the engine, image builder and
-# package cache for the test hosts, promtool (in prometheus) for the alert rules' tests.
-HOST_PACKAGES := postgresql-15 pgbouncer wrk docker.io debootstrap apt-cacher-ng shellcheck prometheus
+# package cache for the test hosts.
+HOST_PACKAGES := postgresql-15 pgbouncer wrk docker.io debootstrap apt-cacher-ng shellcheck
 .PHONY: host-packages
 host-packages: ## install the Debian packages the tests use (root)
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -42,8 +42,20 @@ host-packages: ## install the Debian packages the tests use (root)
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# promtool and amtool, which check the alert rules and the Prometheus and Alertmanager
+# configurations, taken out of Debian's packages into the venv: installing the packages
+# would start Prometheus and Alertmanager on this machine.
+PROMETHEUS_TOOL_PACKAGES := prometheus prometheus-alertmanager
+$(BIN)/.prometheus-tools: $(BIN)/.installed
+	@work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; chmod 0755 "$$work"; cd "$$work"; \
+	apt-get download -qq $(PROMETHEUS_TOOL_PACKAGES) 2>/dev/null \
+	  || { apt-get update -qq && apt-get download -qq $(PROMETHEUS_TOOL_PACKAGES); }; \
+	for deb in *.deb; do dpkg-deb -x "$$deb" tree; done; \
+	install -m 0755 tree/usr/bin/promtool tree/usr/bin/amtool $(BIN)/
+	@touch $@
+
 .PHONY: test
-test: venv host-packages ## lint and run every suite (what CI runs)
+test: venv host-packages $(BIN)/.prometheus-tools ## lint and run every suite (what CI runs)
 	scripts/run-tests
 
 # The API's runtime dependencies pinned with the sha256 of every file each version publishes
@@ -73,7 +85,7 @@ test-collection: venv host-packages ## stet.ops sanity, unit and integration tes
 	scripts/run-tests collection
 
 .PHONY: test-roles
-test-roles: venv host-packages ## every role's OS branches rendered, alert rules unit-tested by promtool (no host)
+test-roles: venv host-packages $(BIN)/.prometheus-tools ## every role's OS branches rendered, alert rules unit-tested by promtool (no host)
 	scripts/run-tests roles
 
 .PHONY: molecule

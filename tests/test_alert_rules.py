@@ -2,14 +2,16 @@
 `promtool check rules` and the unit tests in tests/alert_rules/ (`promtool test rules`),
 and every alert the rules define is expected to fire in at least one of those tests.
 
-promtool ships with Debian's `prometheus` package (make host-packages installs it).
+promtool comes from Debian's `prometheus` package: `make test-roles` extracts it into the venv.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from ansible.template import Templar, trust_as_template
 ROOT = Path(__file__).resolve().parents[1]
 ROLE = ROOT / "roles" / "prometheus"
 TESTS = Path(__file__).resolve().parent / "alert_rules"
-PROMTOOL = shutil.which("promtool")
+PROMTOOL = shutil.which("promtool", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
 
 def role_values(kind: str) -> dict:
@@ -61,7 +63,7 @@ def test_a_duration_set_in_the_inventory_changes_its_alerts_only():
 
 @pytest.fixture(scope="module")
 def rules_dir(tmp_path_factory) -> Path:
-    assert PROMTOOL, "promtool is missing: make host-packages (Debian's prometheus package)"
+    assert PROMTOOL, "promtool is missing: make test-roles puts it in the venv"
     directory = tmp_path_factory.mktemp("alert_rules")
     (directory / "stet.rules.yml").write_text(render_rules())
     for test in TESTS.glob("*.yml"):
@@ -110,5 +112,5 @@ def test_every_dashboard_query_is_valid_promql(tmp_path):
         ]
     }
     (tmp_path / "dashboard.rules.yml").write_text(yaml.safe_dump(rules))
-    assert PROMTOOL, "promtool is missing: make host-packages (Debian's prometheus package)"
+    assert PROMTOOL, "promtool is missing: make test-roles puts it in the venv"
     promtool("check", "rules", "dashboard.rules.yml", cwd=tmp_path)

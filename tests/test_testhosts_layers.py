@@ -32,8 +32,11 @@ def role_install_text() -> str:
     defaults: dict = {}
     for path in ROOT.glob("roles/*/defaults/main.yml"):
         defaults.update(yaml.safe_load(path.read_text()) or {})
-    text = "\n".join(p.read_text() for pattern in ("roles/*/tasks/*.yml", "roles/*/vars/*.yml")
-                     for p in sorted(ROOT.glob(pattern)))
+    text = "\n".join(
+        p.read_text()
+        for pattern in ("roles/*/tasks/*.yml", "roles/*/vars/*.yml")
+        for p in sorted(ROOT.glob(pattern))
+    )
     return re.sub(r"\{\{ *(\w+) *\}\}", lambda m: str(defaults.get(m[1], m[0])), text)
 
 

@@ -615,11 +615,17 @@ def test_branches_differ_where_they_should(rendered):
     assert differ == EXPECTED_DIFFERENCES
 
 
+def tool(name: str) -> str:
+    """promtool or amtool: `make test-roles` extracts them from Debian's packages into the venv."""
+    found = shutil.which(name, path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    assert found, f"{name} is missing: make test-roles puts it in the venv"
+    return found
+
+
 def test_the_production_monitoring_host_scrapes_patroni_and_etcd(rendered, tmp_path):
     """Prometheus' configuration as the production inventory renders it: a valid file
     (`promtool check config`) with Patroni's REST API over TLS and every etcd member."""
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is missing: make host-packages (Debian's prometheus package)"
+    promtool = tool("promtool")
     (_monitor, config), *others = contents(rendered["debian12"], "prometheus")["prometheus.yml.j2"].items()
     assert not others, "one monitoring host in the production inventory"
     (tmp_path / "prometheus.yml").write_text(config)
@@ -643,3 +649,42 @@ def test_the_production_monitoring_host_scrapes_patroni_and_etcd(rendered, tmp_p
     members = yaml.safe_load((INVENTORY / "hosts.yml").read_text())["all"]["children"]["stet_dcs"]["hosts"]
     assert sorted(targets("etcd")) == sorted(members)
     assert all(t[0].endswith(":2381") for t in targets("etcd").values())
+
+
+def test_the_production_alerts_go_by_mail_through_the_smarthost(rendered, tmp_path):
+    """Alertmanager's configuration as the production inventory renders it (mail to the
+    operators through its smarthost, the password a file): `amtool check-config` accepts it,
+    and every alert, a database outage as a tenant's escalation, routes to the receiver
+    that mails the inventory's recipients and sends the resolution too."""
+    amtool = tool("amtool")
+    (_monitor, config), *others = contents(rendered["debian12"], "alertmanager")[
+        "alertmanager.yml.j2"
+    ].items()
+    assert not others, "one monitoring host in the production inventory"
+    (tmp_path / "alertmanager.yml").write_text(config)
+
+    def run(*args: str) -> str:
+        done = subprocess.run([amtool, *args], cwd=tmp_path, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    checked = run("check-config", "alertmanager.yml")
+    assert "SUCCESS" in checked and " - 1 receivers" in checked, checked
+    for labels in (["alertname=PostgreSQLDown", "severity=critical"], ["alertname=StetTenantEscalationWarn"]):
+        run(
+            "config",
+            "routes",
+            "test",
+            "--config.file=alertmanager.yml",
+            "--verify.receivers=stet-operators",
+            *labels,
+        )
+    inventory = yaml.safe_load((INVENTORY / "group_vars" / "stet_monitor.yml").read_text())
+    parsed = yaml.safe_load(config)
+    assert parsed["global"]["smtp_smarthost"] == inventory["alertmanager_smtp_smarthost"]
+    assert parsed["global"]["smtp_auth_password_file"].endswith("/smtp_password")
+    assert "smtp_auth_password" not in parsed["global"]
+    [receiver] = parsed["receivers"]
+    mails = receiver["email_configs"]
+    assert [m["to"] for m in mails] == inventory["alertmanager_mail_recipients"]
+    assert all(m["send_resolved"] for m in mails)

@@ -146,6 +146,59 @@ def test_a_stopped_database():
     assert inhibited == [True]
 
 
+# PgBouncer's pools reach Prometheus through a file a timer rewrites every 5 s (host_vars).
+PGBOUNCER_BUDGET = BUDGET + 5
+
+
+def test_a_stopped_pgbouncer():
+    prove(
+        "stop PgBouncer",
+        [("PgBouncerDown", {"host": DB_HOST}, PGBOUNCER_BUDGET)],
+        lambda: run_ok(DB_HOST, "systemctl stop pgbouncer") and None,
+        lambda: run_ok(DB_HOST, "systemctl start pgbouncer"),
+    )
+
+
+ADMIN_CONSOLE = "runuser -u postgres -- psql -XAtq -h /var/run/postgresql -p 6432 -U pgbouncer pgbouncer"
+WAITING_STOP = "/root/stet-waiting-clients.stop"
+WAITING_PGPASS = "/root/stet-waiting.pgpass"
+
+
+def test_clients_waiting_for_a_server():
+    # PAUSE holds every new query of the stet database. Three clients keep asking: each
+    # waits until PgBouncer's query_wait_timeout drops it, then asks again, so at least
+    # one waits at any moment.
+    def induce():
+        sh(
+            DB_HOST,
+            f"""set -e; rm -f {WAITING_STOP}
+            umask 077
+            printf '127.0.0.1:6432:stet:stet:%s\\n' "$(cat {SECRETS}/db_password)" > {WAITING_PGPASS}
+            {ADMIN_CONSOLE} -c 'PAUSE stet'
+            for i in 1 2 3; do
+              PGPASSFILE={WAITING_PGPASS} setsid bash -c 'until [ -e {WAITING_STOP} ]; do
+                psql -XAtq "host=127.0.0.1 port=6432 dbname=stet user=stet sslmode=require" -c "SELECT 1"
+              done' >/dev/null 2>&1 < /dev/null &
+            done""",
+        )
+
+    def repair():
+        sh(DB_HOST, f"touch {WAITING_STOP}; {ADMIN_CONSOLE} -c 'RESUME stet'")
+
+    try:
+        prove(
+            "PAUSE the stet database in PgBouncer",
+            [("PgBouncerClientsWaiting", {"host": DB_HOST, "database": "stet"}, PGBOUNCER_BUDGET)],
+            induce,
+            repair,
+        )
+    finally:
+        sh(
+            DB_HOST,
+            f"touch {WAITING_STOP}; {ADMIN_CONSOLE} -c 'RESUME stet' || true; rm -f {WAITING_PGPASS}",
+        )
+
+
 BACKUPS = "/var/backups/stet"
 
 
