@@ -9,6 +9,10 @@ import os
 from prometheus_client import multiprocess
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+# TLS on the bound port when the unit names a certificate (the platform CA's, stet_api role);
+# Python's server context refuses anything older than TLS 1.2.
+certfile = os.environ.get("GUNICORN_CERTFILE")
+keyfile = os.environ.get("GUNICORN_KEYFILE")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 # Threaded workers keep client connections alive (sync workers close each one) and overlap
 # one request's database wait with another's Python work. More threads than pooled

@@ -168,9 +168,14 @@ def address(host: str) -> str:
 
 
 def instance_ready(host: str, port: int, via: str | None = None) -> bool:
-    """/ready of one API instance, asked on the host itself or from `via` (the load balancer)."""
+    """/ready of one API instance, asked on the host itself or from `via` (the load balancer),
+    over TLS verified against the platform CA as nginx does (name stet-api)."""
     target = "127.0.0.1" if via is None else address(host)
-    return succeeds(via or host, f"curl -sf -m 3 -o /dev/null http://{target}:{port}/ready")
+    return succeeds(
+        via or host,
+        f"curl -sf -m 3 -o /dev/null --cacert /etc/ssl/stet-pki/ca.crt"
+        f" --resolve stet-api:{port}:{target} https://stet-api:{port}/ready",
+    )
 
 
 def main_pid(host: str, port: int) -> str:

@@ -29,6 +29,31 @@ def test_load_balancer_serves_the_pebble_certificate_and_both_api_hosts(client):
         assert f"server {address}:8001 max_fails" in upstream
 
 
+PKI_CA = "/etc/ssl/stet-pki/ca.crt"
+
+
+def test_the_load_balancer_reaches_the_instances_over_verified_tls_only():
+    site = run_ok("stet-prod-lb", "nginx -T 2>/dev/null")
+    assert "proxy_pass https://stet_api;" in site and "proxy_pass http://" not in site
+    assert "proxy_ssl_verify on;" in site and "proxy_ssl_name stet-api;" in site
+    lb = host("stet-prod-lb")
+    for name in API_HOSTS:
+        address = run_ok(name, "hostname -i").split()[0]
+        for port in (8000, 8001):
+            # Plain HTTP gets no answer: the port speaks TLS only.
+            plain = lb.run(
+                f"curl -s --max-time 5 -o /dev/null -w '%{{http_code}}' http://{address}:{port}/ready"
+            )
+            assert plain.rc != 0 and plain.stdout in ("", "000"), (name, port, plain.rc, plain.stdout)
+            verified = f"curl -s --max-time 5 --cacert {PKI_CA} -o /dev/null -w '%{{http_code}}'"
+            # The name nginx verifies, at the instance's address: served and trusted.
+            ok = lb.run(f"{verified} --resolve stet-api:{port}:{address} https://stet-api:{port}/ready")
+            assert (ok.rc, ok.stdout) == (0, "200"), (name, port, ok.stderr)
+            # Any other name fails verification (curl 60: the certificate does not match it).
+            wrong = lb.run(f"{verified} --resolve stet-web:{port}:{address} https://stet-web:{port}/ready")
+            assert wrong.rc == 60, (name, port, wrong.rc, wrong.stderr)
+
+
 def test_correction_is_a_fact_for_an_allowed_reader_and_hidden_from_a_denied_one(client):
     status, created = api(
         "POST",

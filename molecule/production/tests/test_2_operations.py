@@ -150,7 +150,7 @@ def test_rollback_runs_the_older_release_on_the_newer_schema(client):
     assert_every_host_runs(INITIAL_VERSION)
     assert applied_schema() == NEXT_SCHEMA
     for name in API_HOSTS:
-        ready = run_ok(name, "curl -s http://127.0.0.1:8000/ready")
+        ready = run_ok(name, "curl -s --cacert /etc/ssl/stet-pki/ca.crt https://127.0.0.1:8000/ready")
         compact = ready.replace(" ", "")
         assert f'"applied":{NEXT_SCHEMA}' in compact and f'"expected":{INITIAL_SCHEMA}' in compact, ready
         # The release rolled back from is no rollback target any more: pruned.
