@@ -624,7 +624,8 @@ def tool(name: str) -> str:
 
 def test_the_production_monitoring_host_scrapes_patroni_and_etcd(rendered, tmp_path):
     """Prometheus' configuration as the production inventory renders it: a valid file
-    (`promtool check config`) with Patroni's REST API over TLS and every etcd member."""
+    (`promtool check config`) with Patroni's REST API and the API instances over TLS, and
+    every etcd member."""
     promtool = tool("promtool")
     (_monitor, config), *others = contents(rendered["debian12"], "prometheus")["prometheus.yml.j2"].items()
     assert not others, "one monitoring host in the production inventory"
@@ -642,8 +643,10 @@ def test_the_production_monitoring_host_scrapes_patroni_and_etcd(rendered, tmp_p
     def targets(job: str) -> dict[str, list[str]]:
         return {c["labels"]["host"]: c["targets"] for c in jobs[job]["static_configs"]}
 
-    assert jobs["patroni"]["scheme"] == "https"
-    assert jobs["patroni"]["tls_config"] == {"ca_file": "/etc/ssl/stet-pki/ca.crt"}
+    # Patroni's REST API and the API instances (stet_api_tls) answer over TLS only.
+    for job in ("patroni", "stet_api"):
+        assert jobs[job]["scheme"] == "https", job
+        assert jobs[job]["tls_config"] == {"ca_file": "/etc/ssl/stet-pki/ca.crt"}, job
     assert sorted(targets("patroni")) == ["stet-db-1", "stet-db-2"]
     assert all(t[0].endswith(":8008") for t in targets("patroni").values())
     members = yaml.safe_load((INVENTORY / "hosts.yml").read_text())["all"]["children"]["stet_dcs"]["hosts"]

@@ -1,6 +1,7 @@
 """Prometheus and Alertmanager on a scenario's monitoring host (stet_monitor), asked on that
-host, and what Alertmanager delivered to the webhook receiver the test fixtures run there
-(molecule/shared/prepare.yml), each notification checked for the shared secret first."""
+host, and what Alertmanager delivered to the webhook receiver and the SMTP sink the test
+fixtures run there (molecule/shared/prepare.yml), each webhook notification checked for the
+shared secret first."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import urllib.parse
 from collections.abc import Callable
 
 RECEIVED = "/var/lib/webhook-receiver/received.jsonl"
+MAILED = "/var/lib/smtp-sink/received.jsonl"
 WEBHOOK_SECRET = "/etc/stet/secrets/alert_webhook_secret"
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
@@ -66,6 +68,26 @@ class Monitor:
                 return None
             time.sleep(1)
 
+    def wait_for_mail(self, alertname: str, status: str, since: float, timeout: float) -> float | None:
+        """Seconds from `since` until a mail told the alert's group with that status (firing or
+        resolved: the subject starts [FIRING:n] or [RESOLVED], then the group's label values,
+        alertname first); None if none came within `timeout` seconds."""
+        prefix = "[FIRING:" if status == "firing" else "[RESOLVED]"
+        deadline = time.time() + timeout
+        while True:
+            for line in self.run(f"cat {MAILED} 2>/dev/null || true").splitlines():
+                mail = json.loads(line)
+                subject = mail["headers"].get("Subject", "")
+                if (
+                    mail["received_at"] >= since
+                    and subject.startswith(prefix)
+                    and f"] {alertname} " in subject
+                ):
+                    return mail["received_at"] - since
+            if time.time() > deadline:
+                return None
+            time.sleep(1)
+
     def firing_now(self, alertname: str, labels: dict[str, str]) -> bool:
         """Whether Alertmanager holds the alert as active right now."""
         answer = self.run(f"curl -sf --max-time 5 {self.url(ALERTMANAGER_PORT)}/api/v2/alerts")
@@ -79,3 +101,14 @@ class Monitor:
 
     def values(self, expression: str) -> list[str]:
         return [result["value"][1] for result in self.query(expression)]
+
+    def by_host(self, expression: str) -> dict[str, str]:
+        return {result["metric"]["host"]: result["value"][1] for result in self.query(expression)}
+
+    def settle(self, expected: dict[str, dict[str, str]], timeout: float = 60) -> None:
+        """Waits until each expression's value per host is as expected (new targets join at
+        Prometheus' next scrapes); fails with what it saw last."""
+        deadline = time.monotonic() + timeout
+        while (seen := {expression: self.by_host(expression) for expression in expected}) != expected:
+            assert time.monotonic() < deadline, seen
+            time.sleep(2)

@@ -89,8 +89,17 @@ def pytest_terminal_summary(terminalreporter):
         return
     write = terminalreporter.write_line
     terminalreporter.section("alerts: expected vs delivered (seconds after the failure / the repair)")
-    write(f"{'failure':34} {'expected alert':70} {'budget':>6} {'fired':>6} {'resolved':>8}")
+    write(
+        f"{'failure':34} {'expected alert':70} {'budget':>6} {'fired':>6} {'resolved':>8}"
+        f" {'mailed':>6} {'mailed resolved':>15}"
+    )
+
+    def seconds(value: float | None) -> str:
+        return f"{value:.1f}" if value is not None else "NEVER"
+
     for d in alerts.DELIVERIES:
-        fired = f"{d.fired_after:.1f}" if d.fired_after is not None else "NEVER"
-        resolved = f"{d.resolved_after:.1f}" if d.resolved_after is not None else "NEVER"
-        write(f"{d.failure:34} {d.alert:70} {d.budget:>6.0f} {fired:>6} {resolved:>8}")
+        write(
+            f"{d.failure:34} {d.alert:70} {d.budget:>6.0f} {seconds(d.fired_after):>6}"
+            f" {seconds(d.resolved_after):>8} {seconds(d.mailed_after):>6}"
+            f" {seconds(d.mailed_resolved_after):>15}"
+        )

@@ -1,6 +1,7 @@
 """Alerts reach a person: failures induced on the pilot, each must arrive at the webhook
 receiver through Prometheus and Alertmanager (the one path), carrying the shared secret,
-within its for: plus two scrape intervals, and its resolution must follow the repair.
+within its for: plus two scrape intervals, and by mail through the smarthost (an SMTP sink
+on the monitoring host) as well; its resolution must follow the repair, on both.
 The expected-vs-delivered table is printed at the end of the session (conftest).
 Last of the pilot's tests: it stops and starts PostgreSQL and an API instance."""
 
@@ -25,6 +26,7 @@ from alerts import (
     monitor_url,
     prometheus_values,
     wait_for,
+    wait_for_mail,
 )
 from conftest import (
     API_HOST,
@@ -78,6 +80,8 @@ def prove(
     try:
         for (alertname, labels, budget), delivery in zip(expected, deliveries, strict=True):
             delivery.fired_after = wait_for(alertname, "firing", labels, started, timeout=budget + 60)
+            # Both receivers get the same notification: the mail is due by now.
+            delivery.mailed_after = wait_for_mail(alertname, "firing", started, timeout=10)
         if during and all(d.fired_after is not None for d in deliveries):
             during()
     finally:
@@ -87,8 +91,11 @@ def prove(
         delivery.resolved_after = wait_for(
             alertname, "resolved", labels, repaired, timeout=RESOLVE_BUDGET + 60
         )
+        delivery.mailed_resolved_after = wait_for_mail(alertname, "resolved", repaired, timeout=10)
     for delivery in deliveries:
         assert delivery.fired_after is not None, f"{delivery.alert} never arrived"
+        assert delivery.mailed_after is not None, f"{delivery.alert}: no mail"
+        assert delivery.mailed_resolved_after is not None, f"{delivery.alert}: no mail of its resolution"
         assert delivery.fired_after <= delivery.budget, (
             f"{delivery.alert} arrived after {delivery.fired_after:.1f} s"
         )

@@ -3,10 +3,11 @@ replication to the replica, and the enforcement escalation as heartbeats age."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
-from conftest import API_HOSTS, api, host, run_ok
+from conftest import API_HOSTS, MONITOR, api, host, run_ok
 
 SUBJECT = {"type": "user", "id": f"e2e-{uuid.uuid4().hex[:8]}"}
 
@@ -52,6 +53,13 @@ def test_the_load_balancer_reaches_the_instances_over_verified_tls_only():
             # Any other name fails verification (curl 60: the certificate does not match it).
             wrong = lb.run(f"{verified} --resolve stet-web:{port}:{address} https://stet-web:{port}/ready")
             assert wrong.rc == 60, (name, port, wrong.rc, wrong.stderr)
+
+
+def test_prometheus_scrapes_every_instance_over_https():
+    MONITOR.settle({'count by (host) (up{job="stet_api"} == 1)': dict.fromkeys(API_HOSTS, "2")})
+    answer = json.loads(MONITOR.run(f"curl -sf --max-time 10 {MONITOR.url(9090)}/api/v1/targets"))
+    urls = [t["scrapeUrl"] for t in answer["data"]["activeTargets"] if t["labels"]["job"] == "stet_api"]
+    assert len(urls) == 4 and all(url.startswith("https://") for url in urls), urls
 
 
 def test_correction_is_a_fact_for_an_allowed_reader_and_hidden_from_a_denied_one(client):

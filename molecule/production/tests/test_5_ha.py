@@ -90,16 +90,15 @@ def test_etcd_has_three_healthy_members():
     assert len(endpoints) == 3 and all(endpoint["health"] for endpoint in endpoints), endpoints
 
 
-def test_prometheus_reads_patroni_on_both_database_hosts_and_every_etcd_member():
-    # Targets join at Prometheus' first scrapes after the converge (prometheus_scrape_interval).
-    deadline = time.monotonic() + 60
-    while True:
-        patroni = {r["metric"]["host"]: r["value"][1] for r in MONITOR.query('up{job="patroni"}')}
-        etcd = {r["metric"]["host"]: r["value"][1] for r in MONITOR.query('up{job="etcd"}')}
-        if (patroni, etcd) == (dict.fromkeys(DB_HOSTS, "1"), dict.fromkeys(DCS_HOSTS, "1")):
-            break
-        assert time.monotonic() < deadline, (patroni, etcd)
-        time.sleep(2)
+def test_prometheus_reads_patroni_pgbouncer_and_every_etcd_member():
+    MONITOR.settle(
+        {
+            'up{job="patroni"}': dict.fromkeys(DB_HOSTS, "1"),
+            'up{job="etcd"}': dict.fromkeys(DCS_HOSTS, "1"),
+            # PgBouncer on each member, read through the node exporter's textfile collector.
+            "pgbouncer_up": dict.fromkeys(DB_HOSTS, "1"),
+        }
+    )
     # What the HA rules read: one leader with a synchronous standby, every member with a leader.
     assert MONITOR.values("sum by (scope) (patroni_primary)") == ["1"]
     assert MONITOR.values("sum by (scope) (patroni_sync_standby)") == ["1"]
