@@ -61,6 +61,18 @@ def test_a_duration_set_in_the_inventory_changes_its_alerts_only():
     }
 
 
+def test_one_test_restore_bound_set_in_the_inventory_keeps_the_other():
+    def bounds(rules: str) -> str:
+        groups = yaml.safe_load(rules)["groups"]
+        [rule] = [r for group in groups for r in group["rules"] if r.get("alert") == "StetTestRestoreTooOld"]
+        return rule["expr"]
+
+    assert 'task="test_restore"} > 32 * 86400' in bounds(render_rules())
+    changed = bounds(render_rules(prometheus_alert_test_restore_max_age_days={"test_restore": 40}))
+    assert 'task="test_restore"} > 40 * 86400' in changed
+    assert 'task="pgbackrest_test_restore"} > 8 * 86400' in changed
+
+
 @pytest.fixture(scope="module")
 def rules_dir(tmp_path_factory) -> Path:
     assert PROMTOOL, "promtool is missing: make test-roles puts it in the venv"
