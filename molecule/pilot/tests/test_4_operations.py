@@ -146,3 +146,57 @@ def test_a_new_database_password_restarts_every_instance_onto_it(client):
     with load() as traffic:
         time.sleep(15)
     traffic.assert_nothing_failed_or_lost(DB_HOST, min_reads=100, min_writes=5)
+
+
+def served_certificate_verifies(ca_file: str, port: int, options: str) -> bool:
+    """Whether the certificate the database host serves on `port` verifies against `ca_file`
+    (under its name), as a client on the API host would check it."""
+    command = (
+        f"openssl s_client -connect {DB_HOST}:{port} {options} -verify_return_error"
+        f" -verify_hostname {DB_HOST} -CAfile {ca_file} </dev/null"
+    )
+    return host(API_HOST).run(f"timeout 20 {command}").rc == 0
+
+
+def test_the_ca_key_rotates_under_load_and_no_request_is_refused(client):
+    """rotate-ca.yml while reads and writes go through nginx to PgBouncer (verify-full): no
+    request fails, as every host trusts the CA of every certificate it may be shown at each
+    step. Then each host trusts the new CA alone, every certificate is signed by it, the old
+    key is gone, a client that trusts only the old CA is refused, archiving through the
+    pgBackRest servers works, and the finished switch step changes nothing when run again."""
+    ca_dir, pki = "/etc/stet/ca", "/etc/ssl/stet-pki"
+    trusted = f"{pki}/ca.crt"
+    # The pilot's CA host is its pgBackRest repository, the API host.
+    old_ca = run_ok(API_HOST, f"cat {ca_dir}/ca.crt")
+    for name in (API_HOST, DB_HOST):
+        assert run_ok(name, f"cat {trusted}") == old_ca, name
+        run_ok(name, f"cp {trusted} /tmp/old-ca.crt")
+    with load(max_seconds=900) as traffic:
+        time.sleep(3)
+        result = playbook("rotate-ca.yml", timeout=900)
+        time.sleep(3)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    traffic.assert_nothing_failed_or_lost(DB_HOST, min_reads=100, min_writes=10)
+
+    new_ca = run_ok(API_HOST, f"cat {ca_dir}/ca.crt")
+    assert new_ca != old_ca
+    assert run_ok(API_HOST, f"ls {ca_dir}").split() == ["ca.crt", "ca.csr", "ca.key"]
+    certificates = {DB_HOST: ("postgresql", "pgbouncer", "pgbackrest"), API_HOST: ("pgbackrest",)}
+    for name, stems in certificates.items():
+        assert run_ok(name, f"cat {trusted}") == new_ca, name
+        for stem in stems:
+            run_ok(name, f"openssl verify -CAfile {trusted} {pki}/{stem}.crt")
+            assert host(name).run(f"openssl verify -CAfile /tmp/old-ca.crt {pki}/{stem}.crt").rc != 0, stem
+
+    run_ok(API_HOST, f"cp {trusted} /tmp/new-ca.crt")
+    # PgBouncer, and the pgBackRest server, which also wants the client's certificate.
+    client_certificate = f"-cert {pki}/pgbackrest.crt -key {pki}/pgbackrest.key"
+    for port, options in ((6432, "-starttls postgres"), (8432, client_certificate)):
+        assert served_certificate_verifies("/tmp/new-ca.crt", port, options), port
+        assert not served_certificate_verifies("/tmp/old-ca.crt", port, options), port
+    run_ok(DB_HOST, "runuser -u postgres -- pgbackrest --stanza=stet check")
+
+    again = playbook("rotate-ca-step.yml", "-e", "pki_ca_rotation_step=switch")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    recap = dict(re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", again.stdout, re.MULTILINE))
+    assert set(recap.values()) == {"0"}, recap

@@ -18,6 +18,8 @@ and writes go through the load balancer over HTTPS (`make drills`, or
     10 etcd-member    systemctl stop etcd on api1 (a member that is no database host): nothing
                       changes, no request fails
     11 switchover     playbooks/switchover.yml, a planned change of leader
+    12 ca-rotation    playbooks/rotate-ca.yml, a new key for the platform CA: no request may
+                      fail; every certificate signed by the new CA, which every host trusts alone
      7 rebuild        both database hosts removed with their disks; fresh hosts of the same
                       names, site.yml (stopped by the repository's guard), restore.yml from
                       the pgBackRest repository, site.yml again (destructive: last)
@@ -61,6 +63,7 @@ from conftest import (
     sh,
     since,
     standby,
+    succeeds,
     wait_until,
 )
 from e2e import is_failure
@@ -419,6 +422,57 @@ def test_drill_11_switchover(production, drill):
         return fault_at, since(fault_at, switched)
 
     d.run(fault)
+    d.assert_held()
+
+
+PKI_DIR = "/etc/ssl/stet-pki"
+CA_ROTATION_TIMEOUT = 1200
+
+
+def certificates_signed_by(host: str, ca_file: str) -> dict[str, bool]:
+    """Each certificate of `host` in the pki directory: whether it verifies against `ca_file`."""
+    names = sh(host, f"ls {PKI_DIR}").split()
+    return {
+        name: succeeds(host, f"openssl verify -CAfile {ca_file} {PKI_DIR}/{name}")
+        for name in names
+        if name.endswith(".crt") and name != "ca.crt"
+    }
+
+
+def test_drill_12_ca_rotation(production, drill):
+    """playbooks/rotate-ca.yml: a new CA key while the load runs. At each of its steps every
+    host trusts the CA of every certificate it may be shown, so no request may fail; after it,
+    every host trusts the new CA alone and every certificate (etcd, PostgreSQL and Patroni,
+    PgBouncer, pgBackRest, the API instances) is signed by it and not by the old one."""
+    d = drill(12, "ca-rotation", "playbooks/rotate-ca.yml", max_seconds=1500, has_component=False)
+    hosts = (LB, *API_HOSTS, *DB_HOSTS)
+    for host in hosts:
+        sh(host, f"cp {PKI_DIR}/ca.crt /tmp/old-ca.crt")
+
+    def fault():
+        output = REPORT_DIR / f"{d.tag}-rotate-ca.log"
+        fault_at = time.time()
+        returncode = production.playbook("rotate-ca.yml", output, CA_ROTATION_TIMEOUT)
+        d.note(f"rotate-ca.yml exit {returncode} in {round(time.time() - fault_at)} s (log {output})")
+        d.check(returncode == 0, "rotate-ca.yml failed")
+        if returncode != 0:
+            print(output.read_text()[-4000:])
+        return fault_at, None
+
+    def after(requests, fault_at):
+        failed = [r for r in requests if r["finished"] >= fault_at and is_failure(r["status"])]
+        d.check(not failed, f"{len(failed)} requests failed during the rotation: {failed[:3]}")
+        new_ca = sh(API_HOSTS[0], f"cat {PKI_DIR}/ca.crt")
+        for host in hosts:
+            d.check(sh(host, f"cat {PKI_DIR}/ca.crt") == new_ca, f"{host} does not trust the new CA alone")
+            d.check(sh(host, "cat /tmp/old-ca.crt") != new_ca, f"{host}: the CA did not change")
+            signed = certificates_signed_by(host, f"{PKI_DIR}/ca.crt")
+            d.check(all(signed.values()), f"{host}: not signed by the new CA: {signed}")
+            by_old = [name for name, ok in certificates_signed_by(host, "/tmp/old-ca.crt").items() if ok]
+            d.check(not by_old, f"{host}: still signed by the old CA: {by_old}")
+        d.check(cluster_healthy() and etcd_healthy(), f"cluster after the rotation: {members_text()}")
+
+    d.run(fault, after=after)
     d.assert_held()
 
 
