@@ -30,8 +30,3 @@ DELIVERIES: list[Delivery] = []
 
 # Prometheus, Alertmanager and the webhook receiver on the pilot's monitoring host.
 MONITOR = Monitor(API_HOST, run_ok)
-wait_for = MONITOR.wait_for
-wait_for_mail = MONITOR.wait_for_mail
-firing_now = MONITOR.firing_now
-monitor_url = MONITOR.url
-prometheus_values = MONITOR.values

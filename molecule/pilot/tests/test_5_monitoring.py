@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from alerts import monitor_url, prometheus_values
+from alerts import MONITOR
 from conftest import API_HOST, DB_HOST, host, run_ok
 
 
@@ -62,26 +62,24 @@ EXPECTED_JOBS = {
 
 
 def test_prometheus_scrapes_every_target_that_exists():
-    answer = json.loads(run_ok(API_HOST, f"curl -sf --max-time 10 {monitor_url(9090)}/api/v1/targets"))
+    answer = json.loads(run_ok(API_HOST, f"curl -sf --max-time 10 {MONITOR.url(9090)}/api/v1/targets"))
     targets = answer["data"]["activeTargets"]
     jobs = {job: sum(t["labels"]["job"] == job for t in targets) for job in EXPECTED_JOBS}
     assert jobs == EXPECTED_JOBS
     down = {t["scrapeUrl"]: t["lastError"] for t in targets if t["health"] != "up"}
     assert down == {}
     # The API's own metrics arrive from both instances.
-    assert len(prometheus_values("stet_request_duration_seconds_count")) >= 2
+    assert len(MONITOR.values("stet_request_duration_seconds_count")) >= 2
 
 
 def test_prometheus_reads_pgbouncers_pools_through_the_node_exporter():
     # Debian 12's PgBouncer exporter crashes (monitoring role README): a timer on the
     # database host writes the pools for the textfile collector instead.
-    assert prometheus_values(f'pgbouncer_up{{host="{DB_HOST}"}}') == ["1"]
-    pools = prometheus_values(
-        f'pgbouncer_pools_server_active_connections{{host="{DB_HOST}",database="stet"}}'
-    )
+    assert MONITOR.values(f'pgbouncer_up{{host="{DB_HOST}"}}') == ["1"]
+    pools = MONITOR.values(f'pgbouncer_pools_server_active_connections{{host="{DB_HOST}",database="stet"}}')
     assert len(pools) == 1
     # Written afresh every 5 s (host_vars), not once at converge.
-    [collected] = prometheus_values(f'time() - pgbouncer_collected_timestamp_seconds{{host="{DB_HOST}"}}')
+    [collected] = MONITOR.values(f'time() - pgbouncer_collected_timestamp_seconds{{host="{DB_HOST}"}}')
     assert float(collected) < 30
     assert run_ok(DB_HOST, "systemctl is-enabled stet-pgbouncer-metrics.timer").strip() == "enabled"
 
@@ -99,6 +97,6 @@ def test_the_monitoring_uis_listen_on_the_private_address_only(port, unit):
 
 
 def test_prometheus_storage_is_bounded():
-    flags = json.loads(run_ok(API_HOST, f"curl -sf {monitor_url(9090)}/api/v1/status/flags"))["data"]
+    flags = json.loads(run_ok(API_HOST, f"curl -sf {MONITOR.url(9090)}/api/v1/status/flags"))["data"]
     assert flags["storage.tsdb.retention.time"] == "30d"
     assert flags["storage.tsdb.retention.size"] in ("10GB", "10GiB")  # as Prometheus prints it

@@ -20,13 +20,9 @@ from alerts import (
     DELIVERIES,
     FOR_SECONDS,
     GROUP_INTERVAL_SECONDS,
+    MONITOR,
     SCRAPE_SECONDS,
     Delivery,
-    firing_now,
-    monitor_url,
-    prometheus_values,
-    wait_for,
-    wait_for_mail,
 )
 from conftest import (
     API_HOST,
@@ -73,25 +69,25 @@ def prove(
     notification."""
     deliveries = []
     for alertname, labels, budget in expected:
-        assert not firing_now(alertname, labels), f"{alertname} {labels} fires before the failure"
+        assert not MONITOR.firing_now(alertname, labels), f"{alertname} {labels} fires before the failure"
         deliveries.append(Delivery(failure, f"{alertname} {json.dumps(labels)}", budget))
     DELIVERIES.extend(deliveries)
     started = induce() or time.time()
     try:
         for (alertname, labels, budget), delivery in zip(expected, deliveries, strict=True):
-            delivery.fired_after = wait_for(alertname, "firing", labels, started, timeout=budget + 60)
+            delivery.fired_after = MONITOR.wait_for(alertname, "firing", labels, started, timeout=budget + 60)
             # Both receivers get the same notification: the mail is due by now.
-            delivery.mailed_after = wait_for_mail(alertname, "firing", started, timeout=10)
+            delivery.mailed_after = MONITOR.wait_for_mail(alertname, "firing", started, timeout=10)
         if during and all(d.fired_after is not None for d in deliveries):
             during()
     finally:
         repair()
     repaired = time.time()
     for (alertname, labels, _), delivery in zip(expected, deliveries, strict=True):
-        delivery.resolved_after = wait_for(
+        delivery.resolved_after = MONITOR.wait_for(
             alertname, "resolved", labels, repaired, timeout=RESOLVE_BUDGET + 60
         )
-        delivery.mailed_resolved_after = wait_for_mail(alertname, "resolved", repaired, timeout=10)
+        delivery.mailed_resolved_after = MONITOR.wait_for_mail(alertname, "resolved", repaired, timeout=10)
     for delivery in deliveries:
         assert delivery.fired_after is not None, f"{delivery.alert} never arrived"
         assert delivery.mailed_after is not None, f"{delivery.alert}: no mail"
@@ -119,7 +115,7 @@ def post_alert(labels: dict, ends_at: str | None = None) -> None:
     alert = {"labels": labels, **({"endsAt": ends_at} if ends_at else {})}
     body = shlex.quote(json.dumps([alert]))
     run_ok(
-        API_HOST, f"curl -sf -H 'Content-Type: application/json' -d {body} {monitor_url(9093)}/api/v2/alerts"
+        API_HOST, f"curl -sf -H 'Content-Type: application/json' -d {body} {MONITOR.url(9093)}/api/v2/alerts"
     )
 
 
@@ -135,10 +131,10 @@ def test_a_stopped_database():
         try:
             time.sleep(2 * GROUP_INTERVAL_SECONDS)
             query = "filter=" + urllib.parse.quote('alertname="InhibitionProbe"')
-            [probe] = json.loads(run_ok(API_HOST, f"curl -sf '{monitor_url(9093)}/api/v2/alerts?{query}'"))
+            [probe] = json.loads(run_ok(API_HOST, f"curl -sf '{MONITOR.url(9093)}/api/v2/alerts?{query}'"))
             status = probe["status"]
             assert status["state"] == "suppressed" and status["inhibitedBy"], status
-            assert wait_for("InhibitionProbe", "firing", {}, posted, timeout=0) is None, "delivered"
+            assert MONITOR.wait_for("InhibitionProbe", "firing", {}, posted, timeout=0) is None, "delivered"
             inhibited.append(True)
         finally:
             post_alert(consequence, datetime.now(UTC).isoformat())
@@ -320,7 +316,7 @@ def nginx_setting(name: str) -> str:
 
 
 def test_a_certificate_about_to_expire():
-    assert prometheus_values('probe_success{job="blackbox_https"}') == ["1"], "the public probe fails already"
+    assert MONITOR.values('probe_success{job="blackbox_https"}') == ["1"], "the public probe fails already"
     certificate, key = nginx_setting("ssl_certificate"), nginx_setting("ssl_certificate_key")
 
     def induce():
