@@ -20,6 +20,8 @@ and writes go through the load balancer over HTTPS (`make drills`, or
     11 switchover     playbooks/switchover.yml, a planned change of leader
     12 ca-rotation    playbooks/rotate-ca.yml, a new key for the platform CA: no request may
                       fail; every certificate signed by the new CA, which every host trusts alone
+    13 rolling-upgrade playbooks/upgrade-database.yml restarting every member: the standby,
+                      a switchover, the old leader; both restarted, packages held again
      7 rebuild        both database hosts removed with their disks; fresh hosts of the same
                       names, site.yml (stopped by the repository's guard), restore.yml from
                       the pgBackRest repository, site.yml again (destructive: last)
@@ -473,6 +475,46 @@ def test_drill_12_ca_rotation(production, drill):
         d.check(cluster_healthy() and etcd_healthy(), f"cluster after the rotation: {members_text()}")
 
     d.run(fault, after=after)
+    d.assert_held()
+
+
+UPGRADE_TIMEOUT = 900
+
+
+def postmaster_started(host: str) -> str:
+    return psql(host, "SELECT pg_postmaster_start_time()")
+
+
+def test_drill_13_rolling_upgrade(production, drill):
+    """playbooks/upgrade-database.yml with every member restarted (a rolling restart, as when
+    packages were upgraded): the standby first, then a switchover, then the old leader.
+    Writes fail only around the switchover (recorded); no acknowledged write is lost; both
+    members run a new postmaster, the leader moved, and the packages are held again."""
+    d = drill(13, "rolling-upgrade", "upgrade-database.yml, every member restarted", max_seconds=1500)
+
+    def fault():
+        old, candidate = in_sync_pair(d)
+        started = {host: postmaster_started(host) for host in DB_HOSTS}
+        output = REPORT_DIR / f"{d.tag}-upgrade-database.log"
+        fault_at = time.time()
+        returncode = production.playbook(
+            "upgrade-database.yml", output, UPGRADE_TIMEOUT, "-e", "patroni_upgrade_restart_always=true"
+        )
+        d.note(f"upgrade-database.yml exit {returncode} in {round(time.time() - fault_at)} s (log {output})")
+        d.check(returncode == 0, "upgrade-database.yml failed")
+        if returncode != 0:
+            print(output.read_text()[-4000:])
+        healthy = wait_until(lambda: leader() == candidate and cluster_healthy(), FAILOVER_TIMEOUT, 1)
+        new = d.follow_leader()
+        if new is not None and new != old:
+            d.count_split_brain(old, new)
+        for host in DB_HOSTS:
+            d.check(postmaster_started(host) != started[host], f"{host}: PostgreSQL was not restarted")
+            held = sh(host, "apt-mark showhold").split()
+            d.check({"postgresql-15", "patroni", "pgbouncer"} <= set(held), f"{host}: held {held}")
+        return fault_at, since(fault_at, healthy)
+
+    d.run(fault)
     d.assert_held()
 
 
