@@ -118,6 +118,34 @@ def test_a_full_repository_fails_the_backup_loudly_and_counts_nothing(api, prima
     pgbackrest(api, "check")
 
 
+def expire_days_ahead(api, days: int) -> None:
+    """pgBackRest's retention (the job's first step) as the repository will run it in `days`."""
+    run_ok(api, f"runuser -u postgres -- faketime -f +{days}d pgbackrest --stanza=stet expire")
+
+
+def test_retention_keeps_30_days_of_recovery_points_and_their_wal(api):
+    """repo1-retention-full-type=time, 30 days: with the clock moved ahead, nothing goes before
+    30 days; after them the older full backup goes with the backups and WAL that depend on it,
+    and the newest full one stays (it is the way to restore to any point of the last 30 days)."""
+    job = api.run(f"{BACKUP_JOB} full")
+    assert job.rc == 0, job.stdout + job.stderr
+    backups = stanza_info(api)["backup"]
+    fulls = [backup for backup in backups if backup["type"] == "full"]
+    assert len(fulls) >= 2, backups
+    newest = fulls[-1]
+    labels = [backup["label"] for backup in backups]
+
+    expire_days_ahead(api, 29)
+    assert backup_labels(api) == labels
+
+    expire_days_ahead(api, 40)
+    stanza = stanza_info(api)
+    assert [backup["label"] for backup in stanza["backup"]] == [newest["label"]]
+    # WAL from before the remaining backup is gone, and what it needs is kept.
+    assert stanza["archive"][0]["min"] == newest["archive"]["start"], (stanza["archive"], newest["archive"])
+    pgbackrest(api, "check")
+
+
 def public_tables(primary, persistence: str) -> str:
     """Names of the public tables that are logged ('p') or unlogged ('u'), comma-separated, or 'none'."""
     return sql(
