@@ -402,6 +402,19 @@ def test_drill_10_etcd_member(production, drill):
     d.assert_held()
 
 
+def run_playbook(production, d, name: str, timeout: int, *extra: str) -> float:
+    """playbooks/<name> for drill `d`, its output to a file beside the report; the exit status
+    and duration noted, a failure checked. Returns the moment it started (epoch seconds)."""
+    output = REPORT_DIR / f"{d.tag}-{name.removesuffix('.yml')}.log"
+    started = time.time()
+    returncode = production.playbook(name, output, timeout, *extra)
+    d.note(f"{name} exit {returncode} in {round(time.time() - started)} s (log {output})")
+    d.check(returncode == 0, f"{name} failed")
+    if returncode != 0:
+        print(output.read_text()[-4000:])
+    return started
+
+
 def test_drill_11_switchover(production, drill):
     """A planned change of leader with playbooks/switchover.yml: the standby leads, the old
     leader follows it, and writes fail only for the moment of the switch (recorded)."""
@@ -409,13 +422,7 @@ def test_drill_11_switchover(production, drill):
 
     def fault():
         old, candidate = in_sync_pair(d)
-        output = REPORT_DIR / f"{d.tag}-switchover.log"
-        fault_at = time.time()
-        returncode = production.playbook("switchover.yml", output, SWITCHOVER_TIMEOUT)
-        d.note(f"switchover.yml exit {returncode} in {round(time.time() - fault_at)} s (log {output})")
-        d.check(returncode == 0, "switchover.yml failed")
-        if returncode != 0:
-            print(output.read_text()[-4000:])
+        fault_at = run_playbook(production, d, "switchover.yml", SWITCHOVER_TIMEOUT)
         switched = wait_until(lambda: leader() == candidate and every_instance_ready(), FAILOVER_TIMEOUT, 1)
         new = d.follow_leader()
         if new is not None and new != old:
@@ -452,14 +459,7 @@ def test_drill_12_ca_rotation(production, drill):
         sh(host, f"cp {PKI_DIR}/ca.crt /tmp/old-ca.crt")
 
     def fault():
-        output = REPORT_DIR / f"{d.tag}-rotate-ca.log"
-        fault_at = time.time()
-        returncode = production.playbook("rotate-ca.yml", output, CA_ROTATION_TIMEOUT)
-        d.note(f"rotate-ca.yml exit {returncode} in {round(time.time() - fault_at)} s (log {output})")
-        d.check(returncode == 0, "rotate-ca.yml failed")
-        if returncode != 0:
-            print(output.read_text()[-4000:])
-        return fault_at, None
+        return run_playbook(production, d, "rotate-ca.yml", CA_ROTATION_TIMEOUT), None
 
     def after(requests, fault_at):
         failed = [r for r in requests if r["finished"] >= fault_at and is_failure(r["status"])]
@@ -495,15 +495,8 @@ def test_drill_13_rolling_upgrade(production, drill):
     def fault():
         old, candidate = in_sync_pair(d)
         started = {host: postmaster_started(host) for host in DB_HOSTS}
-        output = REPORT_DIR / f"{d.tag}-upgrade-database.log"
-        fault_at = time.time()
-        returncode = production.playbook(
-            "upgrade-database.yml", output, UPGRADE_TIMEOUT, "-e", "patroni_upgrade_restart_always=true"
-        )
-        d.note(f"upgrade-database.yml exit {returncode} in {round(time.time() - fault_at)} s (log {output})")
-        d.check(returncode == 0, "upgrade-database.yml failed")
-        if returncode != 0:
-            print(output.read_text()[-4000:])
+        restart_every_member = ("-e", "patroni_upgrade_restart_always=true")
+        fault_at = run_playbook(production, d, "upgrade-database.yml", UPGRADE_TIMEOUT, *restart_every_member)
         healthy = wait_until(lambda: leader() == candidate and cluster_healthy(), FAILOVER_TIMEOUT, 1)
         new = d.follow_leader()
         if new is not None and new != old:
