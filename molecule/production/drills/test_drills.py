@@ -513,7 +513,8 @@ def test_drill_13_rolling_upgrade(production, drill):
 
 @pytest.mark.destructive
 def test_drill_7_database_hosts_rebuilt(production, drill):
-    """Every database host lost with its disk. Fresh hosts of the same names; site.yml must stop
+    """Every database host lost with its disk, and with them two of etcd's three members. Fresh
+    hosts of the same names; recover-etcd.yml rebuilds etcd around the third; site.yml must stop
     at the repository's guard before any API host migrates the new, empty cluster; restore.yml
     brings the data back from the pgBackRest repository on the API host; site.yml again. Writes
     acknowledged within the archive lag before the loss may be lost, no earlier one."""
@@ -525,7 +526,7 @@ def test_drill_7_database_hosts_rebuilt(production, drill):
     d = drill(
         7,
         "rebuild",
-        f"docker rm -f {' '.join(DB_HOSTS)}; fresh hosts; site.yml, restore.yml, site.yml",
+        f"docker rm -f {' '.join(DB_HOSTS)}; fresh hosts; recover-etcd.yml, site.yml, restore.yml, site.yml",
         max_seconds=1800,  # loadgen's longest run
         loss_window=ARCHIVE_LAG_SECONDS,
     )
@@ -543,6 +544,18 @@ def test_drill_7_database_hosts_rebuilt(production, drill):
         d.note(f"{' and '.join(DB_HOSTS)} removed")
         production.recreate(*DB_HOSTS)
         d.note(f"fresh {' and '.join(DB_HOSTS)} after {round(time.time() - fault_at)} s")
+        # Two of etcd's three members went with them: the third, alone, has no quorum.
+        returncode, _ = playbook(
+            "recover-etcd",
+            "recover-etcd.yml",
+            900,
+            "-e",
+            f"etcd_recover_from={API1}",
+            "-e",
+            "etcd_recover_confirm=yes",
+        )
+        d.check(returncode == 0, "recover-etcd.yml failed")
+        d.check(etcd_healthy(), "etcd is not healthy after recover-etcd.yml")
         returncode, output = playbook("site-1", REPO / "site.yml", 1800)
         d.check(
             returncode != 0 and REPOSITORY_GUARD in output,
