@@ -54,6 +54,10 @@ NETWORK_CUT = (("INPUT", "! -i lo -j DROP"), ("OUTPUT", "! -o lo -j DROP"))
 # Until a member stopped or cut off by a drill is the leader's streaming sync standby again
 # (Patroni starts it, rewinds it when it diverged, and re-creates its slot).
 REJOIN_TIMEOUT = 240
+# Until a leader demoted while cut off answers queries again: its shutdown waits for the
+# archiver, whose archive-push gives up on the unreachable repository after its retries
+# (216 s measured), and refuses every connection meanwhile.
+DEMOTED_ANSWERS_TIMEOUT = 330
 REPORT_DIR = REPO / ".cache" / "drills"
 RUN_ID = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
 # Load before the fault, and after requests succeed again.
@@ -583,8 +587,10 @@ class Drill:
     def count_split_brain(self, old: str, new: str) -> int | None:
         """Writes accepted by a node that was no longer leader: rows of this drill's load on
         `old` (the leader before the fault) that `new` lacks. Asked through docker exec, which
-        reaches a host cut off from the network; retried while `old` restarts as a standby.
-        A diverged old leader is rewound when it rejoins, so this is counted before."""
+        reaches a host cut off from the network; retried while `old` restarts as a standby: a
+        leader demoted while cut off refuses every connection until its shutdown ends, which
+        waits for the archiver to give up on the repository, so the seconds it refused are
+        noted. A diverged old leader is rewound when it rejoins, so this is counted before."""
         # The tag is letters, digits and dashes (Load checks it): safe inside the literal.
         query = f"SELECT idempotency_key FROM corrections WHERE idempotency_key LIKE '{self.tag}-%'"  # noqa: S608
         rows: dict[str, set[str]] = {}
@@ -593,7 +599,10 @@ class Drill:
             rows[host] = set(psql(host, query, timeout=60).split())
             return True
 
-        if wait_until(lambda: read(old), 60, 2) is None or wait_until(lambda: read(new), 60, 2) is None:
+        refused = wait_until(lambda: read(old), DEMOTED_ANSWERS_TIMEOUT, 2)
+        if refused is not None and refused > 2:
+            self.note(f"{old} (old leader) refused connections for {refused:.0f} s more")
+        if refused is None or wait_until(lambda: read(new), 60, 2) is None:
             self.result["split_brain_writes"] = None
             self.check(False, f"split-brain writes not counted: {old} or {new} did not answer")
             return None
