@@ -68,6 +68,12 @@ api-lock: venv ## regenerate api/requirements.lock (pinned, hashed dependencies 
 	cd api && $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
 	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
 
+.PHONY: patroni-lock
+patroni-lock: venv ## regenerate roles/patroni/files/requirements.lock (Patroni from PyPI, pinned and hashed)
+	$(BIN)/pip install -q pip-tools
+	cd roles/patroni/files && $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --unsafe-package ydiff \
+	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock requirements.in
+
 .PHONY: lint
 lint: venv ## ansible-lint (production profile), yamllint, ruff
 	scripts/run-tests lint

@@ -7,6 +7,8 @@ must come back as a standby by itself."""
 from __future__ import annotations
 
 import json
+import pathlib
+import re
 import subprocess
 import time
 
@@ -19,6 +21,7 @@ PATRONI_PORT = 8008  # patroni_restapi_port
 # When each change of leader started (the switchover's playbook run): the alert test reads them.
 LEADER_CHANGES: list[float] = []
 PLATFORM_CA = "/etc/ssl/stet-pki/ca.crt"
+PATRONI_LOCK = pathlib.Path(__file__).resolve().parents[3] / "roles/patroni/files/requirements.lock"
 
 
 def members(on: str) -> list[dict]:
@@ -83,6 +86,21 @@ def test_patroni_runs_both_hosts_with_a_synchronous_standby():
         assert TOPOLOGY.sh(name, "systemctl is-enabled postgresql@15-main", check=False).strip() == "disabled"
 
 
+def test_patroni_is_the_locked_release_from_pypi_not_debians():
+    """Debian's 3.0.2 can hand the leader key back to a cut-off old leader (issue 16): each member
+    runs the lock's Patroni from its venv, and Debian's package is not installed."""
+    locked = re.search(r"^patroni==(\S+)", PATRONI_LOCK.read_text(), re.MULTILINE).group(1)
+    for name in DB_HOSTS:
+        url = f"https://{name}:{PATRONI_PORT}/patroni"
+        status = json.loads(run_ok(name, f"curl -sS --max-time 5 --cacert {PLATFORM_CA} {url}"))
+        assert status["patroni"]["version"] == locked, status["patroni"]
+        main_pid = run_ok(name, "systemctl show -P MainPID patroni@15-main").strip()
+        command = run_ok(name, f"tr '\\0' ' ' < /proc/{main_pid}/cmdline")
+        assert command.startswith(f"/opt/patroni/{locked}-"), command
+        debian_package = TOPOLOGY.sh(name, "dpkg-query -W -f '${Status}' patroni", check=False)
+        assert debian_package.strip() != "install ok installed", name
+
+
 def test_etcd_has_three_healthy_members():
     health = run_ok(DCS_HOSTS[2], f"{ETCDCTL} endpoint health --cluster -w json")
     endpoints = json.loads(health)
@@ -135,6 +153,12 @@ def test_patronis_rest_api_is_tls_only_with_the_platform_certificate():
             f" https://{wrong_name}/health"
         )
         assert wrong.rc == 60 and "db.wrong.example" in wrong.stderr, (name, wrong.rc, wrong.stderr)
+        # A change without a client certificate is refused before the password is even asked.
+        change = client.run(
+            f"curl -sS --max-time 5 --cacert {PLATFORM_CA} -X PATCH -H 'Content-Type: application/json'"
+            f""" -d '{{"loop_wait": 1}}' -w ' %{{http_code}}' https://{name}:{PATRONI_PORT}/config"""
+        )
+        assert change.stdout.endswith(" 403"), (name, change.stdout)
 
 
 def test_a_planned_switchover_under_load_loses_no_write():
