@@ -145,6 +145,7 @@ READS = {
 
 # Where Ubuntu 24.04 and Debian 12 are meant to differ: anything else that differs, or any
 # of these that does not, fails.
+PATRONI_DEBIAN_PARTS = "Install what Patroni takes from Debian (psycopg2, the etcd client, patronictl's diff)"
 EXPECTED_DIFFERENCES = {
     "values hardening",
     "values postgresql",
@@ -152,6 +153,7 @@ EXPECTED_DIFFERENCES = {
     "roles/hardening/templates/50unattended-upgrades.j2",
     "roles/hardening/templates/chrony.conf.j2",
     "roles/postgresql/tasks/install.yml: Add the PGDG repository (Ubuntu)",
+    f"roles/patroni/tasks/install.yml: {PATRONI_DEBIAN_PARTS}",
 }
 
 TASK_KEYWORDS = {
@@ -584,6 +586,9 @@ def test_ubuntu_2404_branch(rendered):
         ubuntu, "monitoring", "postgres_exporter.yml", "Bind the PostgreSQL exporter to the private address"
     )
     assert pg["args"]["dest"] == "/etc/default/prometheus-postgres-exporter"
+    # Patroni's diff module: Debian 12 packages it as cdiff, later releases as ydiff.
+    patroni = task_of(ubuntu, "patroni", "install.yml", PATRONI_DEBIAN_PARTS)
+    assert patroni["args"]["name"] == ["python3-venv", "python3-psycopg2", "python3-etcd", "python3-ydiff"]
 
 
 def test_debian_12_branch(rendered):
@@ -595,6 +600,8 @@ def test_debian_12_branch(rendered):
     for text in contents(debian, "hardening")["chrony.conf.j2"].values():
         assert "pool 2.debian.pool.ntp.org iburst" in text
     assert values_of(debian, "stet_api", "__stet_api_target_python") == "3.11"
+    patroni = task_of(debian, "patroni", "install.yml", PATRONI_DEBIAN_PARTS)
+    assert patroni["args"]["name"] == ["python3-venv", "python3-psycopg2", "python3-etcd", "python3-cdiff"]
 
 
 def test_branches_differ_where_they_should(rendered):
