@@ -5,6 +5,7 @@ scenario's inventory. A scenario's conftest makes one Topology and exports its m
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -279,6 +280,7 @@ class Load:
             + (f" --log-file {self.dir}/requests.jsonl" if self.request_log else "")
             + f" > {self.dir}/summary.json 2>&1"
         )
+        self.started_at = time.time()
         subprocess.run(["docker", "exec", "-d", client, "sh", "-c", command], check=True, timeout=30)
         return self
 
@@ -295,10 +297,32 @@ class Load:
                 if text:
                     self.summary = json.loads(text.splitlines()[-1])
                     print("load:", json.dumps(self.summary, sort_keys=True))
+                    if self.summary["failed"] or self.summary["writes"]["failed"]:
+                        self.print_edge_failures()
                     return self.summary
                 time.sleep(1)
             raise AssertionError("the load generator wrote no summary within 60 s")
         return self.summary
+
+    def print_edge_failures(self, most: int = 40) -> None:
+        """What nginx on the site saw of the failed requests since the load started: its access
+        log's 5xx answers (which upstream answered what, how long it took) and its error log,
+        the last `most` lines of each, so a failed load test says where requests failed."""
+        site = self.topology.site
+        access_log = Topology.sh(site, "grep -h '\"status\":5' /var/log/nginx/stet_access.log || true")
+        answers = [
+            line
+            for line in access_log.splitlines()
+            if datetime.datetime.fromisoformat(json.loads(line)["time"]).timestamp() >= self.started_at - 1
+        ]
+        # The error log's lines start with "YYYY/MM/DD HH:MM:SS" in the host's zone, UTC here.
+        since = time.strftime("%Y/%m/%d %H:%M:%S", time.gmtime(self.started_at - 1))
+        error_log = Topology.sh(site, "cat /var/log/nginx/stet_error.log 2>/dev/null || true")
+        errors = [line for line in error_log.splitlines() if line[:19] >= since]
+        for what, lines in (("5xx answers", answers), ("error log lines", errors)):
+            print(f"nginx on {site}: {len(lines)} {what} since the load started (the last {most}):")
+            for line in lines[-most:]:
+                print(" ", line)
 
     def lines(self, name: str) -> list[dict]:
         """A JSON-lines file of the load's directory on the client (acked.jsonl, requests.jsonl)."""
