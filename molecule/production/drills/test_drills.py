@@ -22,6 +22,8 @@ and writes go through the load balancer over HTTPS (`make drills`, or
                       fail; every certificate signed by the new CA, which every host trusts alone
     13 rolling-upgrade playbooks/upgrade-database.yml restarting every member: the standby,
                       a switchover, the old leader; both restarted, packages held again
+    14 restart-setting database.yml changing shared_buffers: the standby restarted first,
+                      then a switchover; then back to the old value the same way
      7 rebuild        both database hosts removed with their disks; fresh hosts of the same
                       names, site.yml (stopped by the repository's guard), restore.yml from
                       the pgBackRest repository, site.yml again (destructive: last)
@@ -402,10 +404,11 @@ def test_drill_10_etcd_member(production, drill):
     d.assert_held()
 
 
-def run_playbook(production, d, name: str, timeout: int, *extra: str) -> float:
-    """playbooks/<name> for drill `d`, its output to a file beside the report; the exit status
-    and duration noted, a failure checked. Returns the moment it started (epoch seconds)."""
-    output = REPORT_DIR / f"{d.tag}-{name.removesuffix('.yml')}.log"
+def run_playbook(production, d, name: str, timeout: int, *extra: str, step: str = "") -> float:
+    """playbooks/<name> for drill `d`, its output to a file beside the report (named after
+    `step` when the drill runs the playbook more than once); the exit status and duration
+    noted, a failure checked. Returns the moment it started (epoch seconds)."""
+    output = REPORT_DIR / f"{d.tag}-{step or name.removesuffix('.yml')}.log"
     started = time.time()
     returncode = production.playbook(name, output, timeout, *extra)
     d.note(f"{name} exit {returncode} in {round(time.time() - started)} s (log {output})")
@@ -506,6 +509,69 @@ def test_drill_13_rolling_upgrade(production, drill):
             held = sh(host, "apt-mark showhold").split()
             d.check({"postgresql-15", "pgbouncer"} <= set(held), f"{host}: held {held}")
         return fault_at, since(fault_at, healthy)
+
+    d.run(fault)
+    d.assert_held()
+
+
+def shared_buffers(host: str) -> str:
+    return psql(host, "SHOW shared_buffers")
+
+
+def test_drill_14_restart_setting(production, drill):
+    """A setting only a restart applies (shared_buffers), changed by playbooks/database.yml:
+    the standby restarts first, in place, then the leader hands over to it and restarts as a
+    standby, so writes pause for a switchover only. Then the same playbook without the change
+    puts the old value back the same way (the leader moves back). Both members run each value,
+    none waits for a restart, no acknowledged write is lost."""
+    d = drill(
+        14,
+        "restart-setting",
+        "database.yml -e postgresql_shared_buffers=..., then without it",
+        max_seconds=1500,
+    )
+
+    def fault():
+        old, candidate = in_sync_pair(d)
+        before = shared_buffers(old)
+        changed = "144MB" if before != "144MB" else "136MB"
+        started = {host: postmaster_started(host) for host in DB_HOSTS}
+        fault_at = run_playbook(
+            production,
+            d,
+            "database.yml",
+            UPGRADE_TIMEOUT,
+            "-e",
+            f"postgresql_shared_buffers={changed}",
+            step="database-changed",
+        )
+        moved = wait_until(lambda: leader() == candidate and cluster_healthy(), FAILOVER_TIMEOUT, 1)
+        d.check(moved is not None, f"the leader did not move to {candidate}: {members_text()}")
+        restarted = {host: postmaster_started(host) for host in DB_HOSTS}
+        for host in DB_HOSTS:
+            d.check(restarted[host] != started[host], f"{host}: PostgreSQL was not restarted")
+            d.check(
+                shared_buffers(host) == changed,
+                f"{host}: shared_buffers {shared_buffers(host)}, not {changed}",
+            )
+        # The standby first: it was up on the new value before the leader stopped to hand over.
+        d.check(restarted[candidate] < restarted[old], f"restarted: {restarted}: the leader went first")
+        d.note(f"{changed}: {candidate} restarted at {restarted[candidate]}, {old} at {restarted[old]}")
+        new = d.follow_leader()
+        if new is not None and new != old:
+            d.count_split_brain(old, new)
+
+        run_playbook(production, d, "database.yml", UPGRADE_TIMEOUT, step="database-back")
+        back = wait_until(lambda: leader() == old and cluster_healthy(), FAILOVER_TIMEOUT, 1)
+        d.check(back is not None, f"the leader did not move back to {old}: {members_text()}")
+        for host in DB_HOSTS:
+            d.check(
+                shared_buffers(host) == before, f"{host}: shared_buffers {shared_buffers(host)}, not {before}"
+            )
+            pending = psql(host, "SELECT count(*) FROM pg_settings WHERE pending_restart")
+            d.check(pending == "0", f"{host}: {pending} settings wait for a restart")
+        d.follow_leader()
+        return fault_at, since(fault_at, back if moved is not None else None)
 
     d.run(fault)
     d.assert_held()
