@@ -550,10 +550,8 @@ def test_drill_14_restart_setting(production, drill):
         restarted = {host: postmaster_started(host) for host in DB_HOSTS}
         for host in DB_HOSTS:
             d.check(restarted[host] != started[host], f"{host}: PostgreSQL was not restarted")
-            d.check(
-                shared_buffers(host) == changed,
-                f"{host}: shared_buffers {shared_buffers(host)}, not {changed}",
-            )
+            running = shared_buffers(host)
+            d.check(running == changed, f"{host}: shared_buffers {running}, not {changed}")
         # The standby first: it was up on the new value before the leader stopped to hand over.
         d.check(restarted[candidate] < restarted[old], f"restarted: {restarted}: the leader went first")
         d.note(f"{changed}: {candidate} restarted at {restarted[candidate]}, {old} at {restarted[old]}")
@@ -565,9 +563,8 @@ def test_drill_14_restart_setting(production, drill):
         back = wait_until(lambda: leader() == old and cluster_healthy(), FAILOVER_TIMEOUT, 1)
         d.check(back is not None, f"the leader did not move back to {old}: {members_text()}")
         for host in DB_HOSTS:
-            d.check(
-                shared_buffers(host) == before, f"{host}: shared_buffers {shared_buffers(host)}, not {before}"
-            )
+            running = shared_buffers(host)
+            d.check(running == before, f"{host}: shared_buffers {running}, not {before}")
             pending = psql(host, "SELECT count(*) FROM pg_settings WHERE pending_restart")
             d.check(pending == "0", f"{host}: {pending} settings wait for a restart")
         d.follow_leader()
