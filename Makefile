@@ -12,7 +12,8 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTHON ?= python3
 # Molecule scenarios `make test` runs, all at once (STET_MOLECULE_JOBS, default 3), longest
-# first. `make molecule SCENARIOS="..."` runs a choice.
+# first; all but the first yield the cores to it (STET_LANE_NICENESS, default 10).
+# `make molecule SCENARIOS="..."` runs a choice.
 SCENARIOS ?= production pilot data
 export STET_SCENARIOS := $(SCENARIOS)
 
