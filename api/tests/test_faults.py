@@ -297,6 +297,8 @@ def test_an_idle_transaction_is_ended_by_the_server(db_url):
         with pytest.raises(ApiError) as raised:
             pool.run(idle_between_statements)
         assert (raised.value.status, raised.value.code) == (503, "DATABASE_UNAVAILABLE")
+        # What the instance's access log will say: the server ended the session.
+        assert raised.value.cause == "OperationalError: server closed the connection unexpectedly"
         assert pool.run(lambda cursor: cursor.execute("SELECT 1") or True, single_statement=True)
     finally:
         pool.close()
@@ -319,6 +321,7 @@ def test_with_every_connection_stuck_a_request_is_refused_at_once(db_url):
             pool.run(lambda cursor: cursor.execute("SELECT 1"), single_statement=True)
         assert time.monotonic() - started < 0.3
         assert (raised.value.status, raised.value.code) == (503, "DATABASE_UNAVAILABLE")
+        assert raised.value.cause == "all 1 pooled connections busy for over 0.5 s"
         stuck.join()
         # Once the connection is back, requests wait for it again as usual.
         assert pool.run(lambda cursor: cursor.execute("SELECT 1") or True, single_statement=True)

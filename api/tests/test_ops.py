@@ -46,6 +46,25 @@ def test_database_down_is_503_database_unavailable(dead_db_client, headers):
     assert ready.get_json()["database"] == "unreachable"
 
 
+def test_a_503_names_its_cause_in_the_access_log_and_not_to_the_client(dead_db_client, headers):
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.addHandler(handler)
+    try:
+        response = dead_db_client.get(f"/v1/facts?{read_query()}", headers=headers)
+        dead_db_client.get("/health")
+    finally:
+        logger.removeHandler(handler)
+    failed, ok = (json.loads(record.getMessage()) for record in records)
+    assert failed["status"] == 503
+    assert failed["error"].startswith('OperationalError: connection to server at "127.0.0.1", port 1 failed')
+    assert "nothing" not in failed["error"]  # the URL's password
+    assert "OperationalError" not in response.get_data(as_text=True)
+    assert (ok["status"], "error" in ok) == (200, False)
+
+
 def test_ready_when_ledger_is_current(client):
     response = client.get("/ready")
     assert response.status_code == 200

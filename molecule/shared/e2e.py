@@ -323,6 +323,48 @@ class Load:
             print(f"nginx on {site}: {len(lines)} {what} since the load started (the last {most}):")
             for line in lines[-most:]:
                 print(" ", line)
+        self.print_instance_failures(answers, most)
+        # The controller shares this machine with the test hosts: was it starved meanwhile?
+        for resource in ("cpu", "io"):
+            pressure = pathlib.Path(f"/proc/pressure/{resource}").read_text().strip()
+            print(f"this machine's {resource} pressure:", pressure)
+
+    def print_instance_failures(self, answers: list[str], most: int) -> None:
+        """Each API instance's own access log lines of its 5xx answers since the load started,
+        with the `error` the app names (the driver's error, or its pool's state)."""
+        instances = set()
+        for line in answers:
+            for upstream in json.loads(line)["upstream_addr"].split(", "):
+                address, _, port = upstream.rpartition(":")
+                if port.isdigit():
+                    instances.add((address, port))
+        if not instances:
+            return
+        running = subprocess.run(["docker", "ps", "-q"], capture_output=True, text=True, check=True).stdout
+        template = "{{.Name}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
+        inspected = subprocess.run(
+            ["docker", "inspect", "-f", template, *running.split()],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        hosts = {"127.0.0.1": self.topology.site}
+        for row in inspected.splitlines():
+            name, *addresses = row.split()
+            hosts.update(dict.fromkeys(addresses, name.lstrip("/")))
+        for address, port in sorted(instances):
+            host = hosts.get(address)
+            if host is None:
+                continue
+            journal = Topology.sh(
+                host,
+                f"journalctl -u stet-api@{port} --since @{int(self.started_at) - 1} -o cat --no-pager"
+                " | grep '\"status\": 5' || true",
+            )
+            lines = journal.splitlines()
+            print(f"stet-api@{port} on {host}: {len(lines)} 5xx answers since the load began (last {most}):")
+            for line in lines[-most:]:
+                print(" ", line)
 
     def lines(self, name: str) -> list[dict]:
         """A JSON-lines file of the load's directory on the client (acked.jsonl, requests.jsonl)."""

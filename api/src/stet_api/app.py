@@ -105,6 +105,8 @@ def _log_access(status: int, elapsed: float) -> None:
         "client": client_address(),
         "tenant_id": request.headers.get("X-Tenant-Id"),
     }
+    if g.get("error_cause"):
+        entry["error"] = g.error_cause
     logger.info(json.dumps(entry))
 
 
@@ -131,6 +133,7 @@ def _install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def api_error(error: ApiError):
+        g.error_cause = error.cause
         return respond(error.status, error.code, error.message, error.details, error.headers)
 
     @app.errorhandler(HTTPException)

@@ -85,8 +85,15 @@ def classify(error: Exception) -> ApiError:
     if isinstance(error, psycopg2.errors.TransactionRollbackError):
         return TransactionConflict()
     if isinstance(error, psycopg2.errors.QueryCanceled):
-        return DatabaseTimeout()
-    return DatabaseUnavailable()
+        return DatabaseTimeout(describe(error))
+    return DatabaseUnavailable(describe(error))
+
+
+def describe(error: Exception) -> str:
+    """The driver error's class and first line, for the access log: the server's messages
+    about the link or its state name hosts, ports and roles, never a row's values."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else 'no message'}"[:200]
 
 
 class ConnectionPool:
@@ -145,8 +152,12 @@ class ConnectionPool:
         with self._lock:
             while not (self._idle or self._in_use < self._maxconn):
                 now = time.monotonic()
-                if now >= deadline or max(self._busy.values(), default=now) < now - self._fail_fast_after:
-                    raise DatabaseUnavailable()
+                if now >= deadline:
+                    raise DatabaseUnavailable(f"no pooled connection came free within {self._wait_seconds} s")
+                if max(self._busy.values(), default=now) < now - self._fail_fast_after:
+                    raise DatabaseUnavailable(
+                        f"all {self._maxconn} pooled connections busy for over {self._fail_fast_after:g} s"
+                    )
                 self._slot_free.wait(min(self._fail_fast_after / 4, deadline - now))
             self._in_use += 1
             ticket = object()  # stands for the connection until there is one
@@ -207,8 +218,8 @@ class ConnectionPool:
         for attempt in (1, 2):
             try:
                 conn, reused = self.acquire()
-            except DRIVER_ERRORS:
-                raise DatabaseUnavailable() from None
+            except DRIVER_ERRORS as error:
+                raise DatabaseUnavailable(describe(error)) from None
             started = time.monotonic()
             cursor = conn.cursor(cursor_factory=_TimeLimitedCursor)
             try:

@@ -6,7 +6,11 @@ from typing import Any
 
 
 class ApiError(Exception):
-    """An error the client is told about, with its HTTP status and stable code."""
+    """An error the client is told about, with its HTTP status and stable code.
+
+    `cause` says what failed on the server side (the driver's error, the pool's state): the
+    request's access log line carries it, the client's body never does.
+    """
 
     def __init__(
         self,
@@ -15,6 +19,7 @@ class ApiError(Exception):
         message: str,
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        cause: str = "",
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -22,6 +27,7 @@ class ApiError(Exception):
         self.message = message
         self.details = details
         self.headers = headers or {}
+        self.cause = cause
 
 
 def validation_error(message: str, field: str | None = None) -> ApiError:
@@ -33,13 +39,17 @@ def not_found(message: str) -> ApiError:
 
 
 class DatabaseUnavailable(ApiError):
-    def __init__(self) -> None:
-        super().__init__(503, "DATABASE_UNAVAILABLE", "the database is not reachable; retry shortly")
+    def __init__(self, cause: str = "") -> None:
+        super().__init__(
+            503, "DATABASE_UNAVAILABLE", "the database is not reachable; retry shortly", cause=cause
+        )
 
 
 class DatabaseTimeout(ApiError):
-    def __init__(self) -> None:
-        super().__init__(503, "DATABASE_TIMEOUT", "the database did not answer in time; retry shortly")
+    def __init__(self, cause: str = "") -> None:
+        super().__init__(
+            503, "DATABASE_TIMEOUT", "the database did not answer in time; retry shortly", cause=cause
+        )
 
 
 class TransactionConflict(ApiError):
