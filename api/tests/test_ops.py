@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 from conftest import make_app
@@ -16,6 +18,20 @@ from stet_api.app import ACCESS_LOGGER
 from stet_api.config import ConfigError, Settings
 
 UNREACHABLE_DB = "postgresql://nobody:nothing@127.0.0.1:1/none"
+
+
+@contextlib.contextmanager
+def access_log() -> Iterator[list[dict]]:
+    """The access log's entries, parsed, of the requests made inside the block."""
+    entries: list[dict] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: entries.append(json.loads(record.getMessage()))
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.addHandler(handler)
+    try:
+        yield entries
+    finally:
+        logger.removeHandler(handler)
 
 
 @pytest.fixture
@@ -47,17 +63,10 @@ def test_database_down_is_503_database_unavailable(dead_db_client, headers):
 
 
 def test_a_503_names_its_cause_in_the_access_log_and_not_to_the_client(dead_db_client, headers):
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = logging.getLogger(ACCESS_LOGGER)
-    logger.addHandler(handler)
-    try:
+    with access_log() as entries:
         response = dead_db_client.get(f"/v1/facts?{read_query()}", headers=headers)
         dead_db_client.get("/health")
-    finally:
-        logger.removeHandler(handler)
-    failed, ok = (json.loads(record.getMessage()) for record in records)
+    failed, ok = entries
     assert failed["status"] == 503
     assert failed["error"].startswith('OperationalError: connection to server at "127.0.0.1", port 1 failed')
     assert "nothing" not in failed["error"]  # the URL's password
@@ -130,20 +139,13 @@ def test_unknown_route_and_wrong_method_are_json_errors(client):
 
 
 def test_access_log_is_one_json_line_with_the_request_id(client, headers):
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = logging.getLogger(ACCESS_LOGGER)
-    logger.addHandler(handler)
-    try:
+    with access_log() as entries:
         client.get(
             f"/v1/facts?{read_query()}",
             # A client inside the network this app takes without a key (127.0.0.0/8).
             headers={**headers, "X-Request-Id": "trace-1", "X-Forwarded-For": "127.0.0.2"},
         )
-    finally:
-        logger.removeHandler(handler)
-    entry = json.loads(records[-1].getMessage())
+    entry = entries[-1]
     assert entry["request_id"] == "trace-1"
     # The test client's peer is a trusted proxy (loopback, the default): the forwarded client.
     assert (entry["remote_addr"], entry["client"]) == ("127.0.0.1", "127.0.0.2")
@@ -159,17 +161,12 @@ def test_access_log_can_be_switched_off(db_url, headers):
         STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8",
         STET_ACCESS_LOG="false",
     )
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = logging.getLogger(ACCESS_LOGGER)
-    logger.addHandler(handler)
     try:
-        assert app.test_client().get(f"/v1/facts?{read_query()}", headers=headers).status_code == 200
+        with access_log() as entries:
+            assert app.test_client().get(f"/v1/facts?{read_query()}", headers=headers).status_code == 200
     finally:
-        logger.removeHandler(handler)
         app.extensions["stet_pool"].close()
-    assert records == []
+    assert entries == []
 
 
 def test_database_url_file_is_read_and_env_value_not_needed(tmp_path):
