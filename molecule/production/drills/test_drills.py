@@ -25,7 +25,7 @@ and writes go through the load balancer over HTTPS (`make drills`, or
     14 restart-setting database.yml changing shared_buffers: the standby restarted first,
                       then a switchover; then back to the old value the same way
      7 rebuild        both database hosts removed with their disks; fresh hosts of the same
-                      names, site.yml (stopped by the repository's guard), restore.yml from
+                      names, site.yml (stopped before Patroni starts on them), restore.yml from
                       the pgBackRest repository, site.yml again (destructive: last)
 
 Each test fails when an acknowledged correction is missing from the leader (drill 7: one
@@ -86,7 +86,9 @@ WAL_WATCH_SECONDS = 60
 PGBACKREST_BACKUP_JOB = "/opt/stet/scripts/pgbackrest-backup.sh"
 # archive_timeout (postgresql_archive_timeout) plus the asynchronous push's own delay.
 ARCHIVE_LAG_SECONDS = 75
-REPOSITORY_GUARD = "a new, empty cluster"
+# How site.yml refuses to run a new, empty cluster where the repository (pgbackrest role) or
+# etcd (patroni role) knows the lost one; both name restore.yml.
+NEW_CLUSTER_REFUSED = "a new, empty cluster"
 
 
 def every_instance_ready() -> bool:
@@ -577,8 +579,9 @@ def test_drill_14_restart_setting(production, drill):
 @pytest.mark.destructive
 def test_drill_7_database_hosts_rebuilt(production, drill):
     """Every database host lost with its disk, and with them two of etcd's three members. Fresh
-    hosts of the same names; recover-etcd.yml rebuilds etcd around the third; site.yml must stop
-    at the repository's guard before any API host migrates the new, empty cluster; restore.yml
+    hosts of the same names; recover-etcd.yml rebuilds etcd around the third, with the lost
+    cluster's record; site.yml must refuse the new, empty cluster (the patroni role: etcd knows
+    another) before any API host migrates it, and name restore.yml; restore.yml
     brings the data back from the pgBackRest repository on the API host; site.yml again. Writes
     acknowledged within the archive lag before the loss may be lost, no earlier one."""
     production.ensure()  # in shape first (a member another drill left stopped: rejoined)
@@ -621,8 +624,8 @@ def test_drill_7_database_hosts_rebuilt(production, drill):
         d.check(etcd_healthy(), "etcd is not healthy after recover-etcd.yml")
         returncode, output = playbook("site-1", REPO / "site.yml", 1800)
         d.check(
-            returncode != 0 and REPOSITORY_GUARD in output,
-            "site.yml was not stopped by the repository's guard",
+            returncode != 0 and NEW_CLUSTER_REFUSED in output and "playbooks/restore.yml" in output,
+            "site.yml did not refuse the new, empty cluster naming restore.yml",
         )
         # Whichever fresh host Patroni made leader (a standby holds the same tables).
         migrated = {}
