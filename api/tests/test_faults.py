@@ -201,7 +201,10 @@ def test_failed_key_lookups_in_a_row_stay_503_and_do_not_spend_the_budget(db_url
     """Requests one after the other with a key this process has not seen, while the database
     answers nothing: each lookup fails; none may turn the valid key into a 401 by exhausting
     the unknown-key budget (the CI failure of stop 24: 3 x 401 in the hung-PostgreSQL drill)."""
-    app = make_app(db_url, STET_DB_STATEMENT_TIMEOUT_MS="20", STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND="1")
+    # 250 ms: long enough for the lookup after the lock to pass on a machine busy with other
+    # suites (20 ms timed it out in CI), short enough that ten locked lookups take 2.5 s, well
+    # under the 10 s a spent budget of 1 lookup a second would need to refill.
+    app = make_app(db_url, STET_DB_STATEMENT_TIMEOUT_MS="250", STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND="1")
     _, token = create_api_key(db_url, tenant)
     headers = {"X-Tenant-Id": tenant, "Authorization": f"Bearer {token}"}
     client = app.test_client()
