@@ -311,13 +311,18 @@ def test_with_every_connection_stuck_a_request_is_refused_at_once(db_url):
     """A database that stopped answering holds the pool; waiting for it would hold threads too."""
     app = make_app(db_url, STET_DB_POOL_MAX="1", STET_DB_BUSY_FAIL_FAST_MS="500")
     pool = app.extensions["stet_pool"]
-    stuck = threading.Thread(
-        target=pool.run,
-        args=(lambda cursor: cursor.execute("SELECT pg_sleep(2)"),),
-        kwargs={"single_statement": True},
-    )
+    holding = threading.Event()
+
+    def hold(cursor):
+        holding.set()
+        cursor.execute("SELECT pg_sleep(2)")
+
+    stuck = threading.Thread(target=pool.run, args=(hold,), kwargs={"single_statement": True})
     try:
         stuck.start()
+        # From when the thread holds the connection: a thread started late on a busy machine
+        # would otherwise be busy for less than the 0.5 s bound.
+        assert holding.wait(10)
         time.sleep(0.7)
         started = time.monotonic()
         with pytest.raises(ApiError) as raised:
@@ -336,14 +341,16 @@ def test_with_every_connection_stuck_a_request_is_refused_at_once(db_url):
 def test_a_request_waits_for_a_connection_busy_only_briefly(db_url):
     app = make_app(db_url, STET_DB_POOL_MAX="1", STET_DB_BUSY_FAIL_FAST_MS="2000")
     pool = app.extensions["stet_pool"]
-    busy = threading.Thread(
-        target=pool.run,
-        args=(lambda cursor: cursor.execute("SELECT pg_sleep(0.5)"),),
-        kwargs={"single_statement": True},
-    )
+    holding = threading.Event()
+
+    def hold(cursor):
+        holding.set()
+        cursor.execute("SELECT pg_sleep(0.5)")
+
+    busy = threading.Thread(target=pool.run, args=(hold,), kwargs={"single_statement": True})
     try:
         busy.start()
-        time.sleep(0.1)
+        assert holding.wait(10)
         started = time.monotonic()
         assert pool.run(lambda cursor: cursor.execute("SELECT 1") or True, single_statement=True)
         assert time.monotonic() - started >= 0.3  # it waited for the connection, then got it
