@@ -51,7 +51,7 @@ def test_logrotate_rotates_the_jobs_logs():
 
 
 EXPECTED_JOBS = {
-    "node": 3,  # every pilot host, the ACME test host included
+    "node": 2,  # every pilot host; the ACME test host is no STET host
     "postgres": 1,
     "nginx": 1,
     "stet_api": 2,  # each instance on its own port
