@@ -307,22 +307,28 @@ def test_an_idle_transaction_is_ended_by_the_server(db_url):
         pool.close()
 
 
-def test_with_every_connection_stuck_a_request_is_refused_at_once(db_url):
-    """A database that stopped answering holds the pool; waiting for it would hold threads too."""
-    app = make_app(db_url, STET_DB_POOL_MAX="1", STET_DB_BUSY_FAIL_FAST_MS="500")
-    pool = app.extensions["stet_pool"]
+def _hold_the_connection(pool, seconds: float) -> threading.Thread:
+    """A thread holding one pooled connection in a statement of `seconds`, returned once it
+    holds it: timed from its start, a thread scheduled late on a busy machine would hold the
+    connection for less than the bound a test measures."""
     holding = threading.Event()
 
     def hold(cursor):
         holding.set()
-        cursor.execute("SELECT pg_sleep(2)")
+        cursor.execute("SELECT pg_sleep(%s)", (seconds,))
 
-    stuck = threading.Thread(target=pool.run, args=(hold,), kwargs={"single_statement": True})
+    thread = threading.Thread(target=pool.run, args=(hold,), kwargs={"single_statement": True})
+    thread.start()
+    assert holding.wait(10)
+    return thread
+
+
+def test_with_every_connection_stuck_a_request_is_refused_at_once(db_url):
+    """A database that stopped answering holds the pool; waiting for it would hold threads too."""
+    app = make_app(db_url, STET_DB_POOL_MAX="1", STET_DB_BUSY_FAIL_FAST_MS="500")
+    pool = app.extensions["stet_pool"]
+    stuck = _hold_the_connection(pool, 2)
     try:
-        stuck.start()
-        # From when the thread holds the connection: a thread started late on a busy machine
-        # would otherwise be busy for less than the 0.5 s bound.
-        assert holding.wait(10)
         time.sleep(0.7)
         started = time.monotonic()
         with pytest.raises(ApiError) as raised:
@@ -341,16 +347,8 @@ def test_with_every_connection_stuck_a_request_is_refused_at_once(db_url):
 def test_a_request_waits_for_a_connection_busy_only_briefly(db_url):
     app = make_app(db_url, STET_DB_POOL_MAX="1", STET_DB_BUSY_FAIL_FAST_MS="2000")
     pool = app.extensions["stet_pool"]
-    holding = threading.Event()
-
-    def hold(cursor):
-        holding.set()
-        cursor.execute("SELECT pg_sleep(0.5)")
-
-    busy = threading.Thread(target=pool.run, args=(hold,), kwargs={"single_statement": True})
+    busy = _hold_the_connection(pool, 0.5)
     try:
-        busy.start()
-        assert holding.wait(10)
         started = time.monotonic()
         assert pool.run(lambda cursor: cursor.execute("SELECT 1") or True, single_statement=True)
         assert time.monotonic() - started >= 0.3  # it waited for the connection, then got it
