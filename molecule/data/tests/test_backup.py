@@ -106,6 +106,29 @@ def test_two_backups_never_overlap(primary):
     assert "exit=3 reason=another_backup_running" in result.stdout
 
 
+def test_no_restore_while_a_backup_runs(primary, seeded):
+    # A row the latest dump does not hold: a restore would remove it.
+    sql(
+        primary,
+        as_stet(
+            "INSERT INTO corrections (correction_id, tenant_id, subject_type, subject_id, field_key, value,"
+            " class, status, permissions, actor_type, actor_id, idempotency_key, origin)"
+            " VALUES (gen_random_uuid(), :'tenant', 'user', 'u-late', 'email', '\"a@b.c\"', 'FACT', 'ACTIVE',"
+            " :'permissions', 'human', 'ops', 'k-late', :'origin')"
+        ),
+        tenant=TENANT,
+        permissions=PERMISSIONS,
+        origin=ORIGIN,
+    )
+    try:
+        result = primary.run(f"flock {BACKUP_DIR}/.backup.lock {SCRIPTS}/restore-database.sh")
+        assert result.rc == 3, result.stdout + result.stderr
+        assert "job=restore status=failed exit=3 reason=backup_running" in result.stdout
+        assert sql(primary, "SELECT count(*) FROM corrections WHERE idempotency_key = 'k-late'") == "1"
+    finally:
+        sql(primary, as_stet("DELETE FROM corrections WHERE idempotency_key = 'k-late'"))
+
+
 def test_archive_moves_only_old_heartbeats(primary, seeded):
     before = int(sql(primary, HEARTBEATS))
     out = run_ok(primary, f"runuser -u postgres -- {SCRIPTS}/archive-heartbeats.sh")

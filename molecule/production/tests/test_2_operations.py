@@ -247,7 +247,9 @@ def test_restore_stops_the_api_restores_the_dump_and_starts_it_again(client):
     }
     assert api("POST", "/v1/corrections", body)[0] == 201
     before = {name: main_pids(name) for name in API_HOSTS}
-    result = playbook("restore-dump.yml", "-e", "backup_file=/var/backups/stet/latest.dump")
+    result = playbook(
+        "restore-dump.yml", "-e", "restore_confirm=yes", "-e", "backup_file=/var/backups/stet/latest.dump"
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     # Every instance was stopped and started again, and serves the restored database.
     after = {name: main_pids(name) for name in API_HOSTS}
@@ -261,9 +263,30 @@ def test_restore_stops_the_api_restores_the_dump_and_starts_it_again(client):
     assert current_release(API_HOSTS[0]) == INITIAL_VERSION
 
 
-def test_restore_refuses_without_a_dump(client):
+def test_restore_refuses_without_a_dump_or_a_confirmation(client):
     pids = main_pids(API_HOSTS[0])
-    result = playbook("restore-dump.yml")
+    result = playbook("restore-dump.yml", "-e", "restore_confirm=yes")
     assert result.returncode != 0
     assert "Name the dump to restore" in result.stdout
+    result = playbook("restore-dump.yml", "-e", "backup_file=/var/backups/stet/latest.dump")
+    assert result.returncode != 0
+    assert "Confirm with -e restore_confirm=yes. Nothing was stopped or changed." in words(result.stdout)
+    assert main_pids(API_HOSTS[0]) == pids
+
+
+def test_restore_refuses_while_a_backup_runs(client):
+    pids = main_pids(API_HOSTS[0])
+    lock = "/var/backups/stet/.backup.lock"
+    run_ok(PRIMARY, f"systemd-run --unit=stet-test-backup-lock --collect flock {lock} sleep 300")
+    try:
+        # Until the unit holds the lock.
+        run_ok(PRIMARY, f"for i in $(seq 50); do flock -n {lock} true || exit 0; sleep 0.1; done; exit 1")
+        result = playbook(
+            "restore-dump.yml", "-e", "restore_confirm=yes", "-e", "backup_file=/var/backups/stet/latest.dump"
+        )
+    finally:
+        run_ok(PRIMARY, "systemctl stop stet-test-backup-lock")
+    assert result.returncode != 0
+    assert "A backup of the database is running on stet-prod-db1" in words(result.stdout)
+    assert "Nothing was stopped or changed." in words(result.stdout)
     assert main_pids(API_HOSTS[0]) == pids
