@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 CLASSES = ("facts", "corrections", "heartbeat", "escalation")
-# The deployment guide (shared/seed/deployment-guide.md) has one load figure, in its
+# STET's deployment guide has one load figure, in its
 # go-live checklist: "Load testing completed (1000+ req/s)". It has no per-endpoint SLA
 # table; the per-endpoint targets below are those scripts/bench-api has always printed
 # (p95 in ms, accepted req/s), kept so both benches are read against the same marks.
