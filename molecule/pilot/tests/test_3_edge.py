@@ -88,6 +88,23 @@ def test_a_configuration_nginx_refuses_is_never_installed_and_the_old_one_keeps_
     assert codes(f"{SITE}/health", 3) == ["200"] * 3
 
 
+def test_a_site_nginx_refuses_is_never_written_and_the_old_one_keeps_serving():
+    site = "/etc/nginx/sites-available/stet"
+    before = run_ok(API_HOST, f"sha256sum {site}").split()[0]
+    pid = nginx_master_pid()
+    # A string that argument_specs accepts and `nginx -t` refuses.
+    result = playbook(SCENARIO / "nginx.yml", "-e", "nginx_proxy_read_timeout=sixty")
+    assert result.returncode != 0
+    assert "Write the site" in result.stdout
+    output = result.stdout + result.stderr
+    assert "proxy_read_timeout" in output and "directive invalid value" in output, output[-3000:]
+    # Left on disk as it was: a later start or reload of nginx finds a good tree.
+    assert run_ok(API_HOST, f"sha256sum {site}").split()[0] == before
+    run_ok(API_HOST, "nginx -t")
+    assert nginx_master_pid() == pid
+    assert codes(f"{SITE}/health", 3) == ["200"] * 3
+
+
 def test_a_dry_run_shows_the_change_and_changes_nothing():
     """What an operator previews with --check --diff before a change: the role's check mode."""
     before = run_ok(API_HOST, "sha256sum /etc/nginx/nginx.conf")
