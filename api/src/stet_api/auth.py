@@ -44,6 +44,8 @@ from stet_api.errors import ApiError, validation_error
 
 SCOPES = ("read", "write", "enforce", "admin")
 UNAUTHENTICATED_SCOPES = frozenset(SCOPES)
+# The stet.ops.api_key module makes these (module_utils/api_tokens.py holds the same rule;
+# tests/test_shared_rules.py holds the two together).
 TOKEN_PATTERN = re.compile(r"stet_(?P<key_id>[0-9a-f]{32})_(?P<secret>[A-Za-z0-9_-]{43,256})")
 # Compared against when a key id is unknown, so that path costs what a real check does.
 _UNKNOWN_KEY_HASH = hashlib.sha256(b"no such key").hexdigest()

@@ -7,7 +7,9 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-MIGRATION_NAME = re.compile(r"(?P<version>\d{3})_(?P<name>[a-z0-9_]+)\.sql")
+# The stet.ops.migrate module's rule (module_utils/migrations.py), which applies these files:
+# a name it applies is one /ready accepts. tests/test_shared_rules.py holds the two together.
+MIGRATION_NAME = re.compile(r"(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)\.sql")
 
 
 def migrations_dir() -> Path:

@@ -10,6 +10,8 @@ import re
 import secrets
 import uuid
 
+# The API reads keys with the same rule (api/src/stet_api/auth.py, held together by
+# api/tests/test_shared_rules.py).
 _TOKEN = re.compile(r"stet_(?P<key_id>[0-9a-f]{32})_(?P<secret>[A-Za-z0-9_-]{43,256})")
 
 

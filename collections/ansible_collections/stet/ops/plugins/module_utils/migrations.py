@@ -9,7 +9,9 @@ import os
 import re
 
 # NNN_some_name.sql: version NNN (int), name some_name (docs/interfaces.md).
-_FILE_NAME = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)\.sql$")
+# The API reads its bundle with the same rule (api/src/stet_api/migrations_bundle.py, held
+# together by api/tests/test_shared_rules.py).
+_FILE_NAME = re.compile(r"(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)\.sql")
 
 
 class MigrationError(Exception):
@@ -53,7 +55,7 @@ def discover(directory):
     for entry in sorted(os.listdir(directory)):
         if not entry.endswith(".sql"):
             continue
-        match = _FILE_NAME.match(entry)
+        match = _FILE_NAME.fullmatch(entry)
         if not match:
             raise MigrationError(f"{entry} in {directory} is not named NNN_name.sql")
         version = int(match.group("version"))
