@@ -7,6 +7,7 @@ from its own wheel), so each keeps its copy of the rule; these tests hold the co
 from __future__ import annotations
 
 import importlib.util
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ MODULE_UTILS = (
 )
 
 
+@cache
 def _module_utils(name: str):
     spec = importlib.util.spec_from_file_location(f"stet_ops_{name}", MODULE_UTILS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

@@ -25,6 +25,23 @@ def as_stet(statement: str) -> str:
     return f"SET ROLE stet; {statement}"
 
 
+def insert_corrections(host, subject_id: str, idempotency_key: str, source: str = "") -> None:
+    """Corrections owned like the API's rows: one per row of `source` (a FROM clause; one row
+    without it), with subject_id and idempotency_key given as SQL expressions over it."""
+    sql(
+        host,
+        as_stet(
+            "INSERT INTO corrections (correction_id, tenant_id, subject_type, subject_id, field_key, value,"
+            " class, status, permissions, actor_type, actor_id, idempotency_key, origin)"
+            f" SELECT gen_random_uuid(), :'tenant', 'user', {subject_id}, 'email', '\"a@b.c\"', 'FACT',"
+            f" 'ACTIVE', :'permissions', 'human', 'ops', {idempotency_key}, :'origin' {source}"
+        ),
+        tenant=TENANT,
+        permissions=PERMISSIONS,
+        origin=ORIGIN,
+    )
+
+
 @pytest.fixture(scope="module")
 def seeded(primary):
     """40 heartbeats (15 of them 100 days old) and 5 corrections, owned like the API's rows."""
@@ -43,18 +60,7 @@ def seeded(primary):
         tenant=TENANT,
         origin=ORIGIN,
     )
-    sql(
-        primary,
-        as_stet(
-            "INSERT INTO corrections (correction_id, tenant_id, subject_type, subject_id, field_key, value,"
-            " class, status, permissions, actor_type, actor_id, idempotency_key, origin)"
-            " SELECT gen_random_uuid(), :'tenant', 'user', 'u' || i, 'email', '\"a@b.c\"', 'FACT', 'ACTIVE',"
-            " :'permissions', 'human', 'ops', 'k' || i, :'origin' FROM generate_series(1, 5) i"
-        ),
-        tenant=TENANT,
-        permissions=PERMISSIONS,
-        origin=ORIGIN,
-    )
+    insert_corrections(primary, "'u' || i", "'k' || i", "FROM generate_series(1, 5) i")
     return {"heartbeats": sql(primary, HEARTBEATS), "corrections": sql(primary, CORRECTIONS)}
 
 
@@ -108,18 +114,7 @@ def test_two_backups_never_overlap(primary):
 
 def test_no_restore_while_a_backup_runs(primary, seeded):
     # A row the latest dump does not hold: a restore would remove it.
-    sql(
-        primary,
-        as_stet(
-            "INSERT INTO corrections (correction_id, tenant_id, subject_type, subject_id, field_key, value,"
-            " class, status, permissions, actor_type, actor_id, idempotency_key, origin)"
-            " VALUES (gen_random_uuid(), :'tenant', 'user', 'u-late', 'email', '\"a@b.c\"', 'FACT', 'ACTIVE',"
-            " :'permissions', 'human', 'ops', 'k-late', :'origin')"
-        ),
-        tenant=TENANT,
-        permissions=PERMISSIONS,
-        origin=ORIGIN,
-    )
+    insert_corrections(primary, "'u-late'", "'k-late'")
     try:
         result = primary.run(f"flock {BACKUP_DIR}/.backup.lock {SCRIPTS}/restore-database.sh")
         assert result.rc == 3, result.stdout + result.stderr

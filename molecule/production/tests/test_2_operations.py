@@ -41,6 +41,14 @@ BROKEN = "v1.3.1-broken"
 CONTRACT = NEXT_SCHEMA + 1
 # The links of a host rolled back to v1: the release rolled back from is pruned, no target left.
 BACK_ON_V1 = {"current": INITIAL_VERSION, "last-good": INITIAL_VERSION, "previous": None}
+# restore-dump.yml of the newest dump, confirmed.
+RESTORE_LATEST_DUMP = (
+    "restore-dump.yml",
+    "-e",
+    "restore_confirm=yes",
+    "-e",
+    "backup_file=/var/backups/stet/latest.dump",
+)
 # Manifest sha256 per release id, as first seen: the same id must keep naming these bytes.
 MANIFESTS: dict[str, str] = {}
 
@@ -247,9 +255,7 @@ def test_restore_stops_the_api_restores_the_dump_and_starts_it_again(client):
     }
     assert api("POST", "/v1/corrections", body)[0] == 201
     before = {name: main_pids(name) for name in API_HOSTS}
-    result = playbook(
-        "restore-dump.yml", "-e", "restore_confirm=yes", "-e", "backup_file=/var/backups/stet/latest.dump"
-    )
+    result = playbook(*RESTORE_LATEST_DUMP)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     # Every instance was stopped and started again, and serves the restored database.
     after = {name: main_pids(name) for name in API_HOSTS}
@@ -281,9 +287,7 @@ def test_restore_refuses_while_a_backup_runs(client):
     try:
         # Until the unit holds the lock.
         run_ok(PRIMARY, f"for i in $(seq 50); do flock -n {lock} true || exit 0; sleep 0.1; done; exit 1")
-        result = playbook(
-            "restore-dump.yml", "-e", "restore_confirm=yes", "-e", "backup_file=/var/backups/stet/latest.dump"
-        )
+        result = playbook(*RESTORE_LATEST_DUMP)
     finally:
         run_ok(PRIMARY, "systemctl stop stet-test-backup-lock")
     assert result.returncode != 0
