@@ -7,7 +7,7 @@ import secrets
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg2
 from stet_api.migrations_bundle import bundled_migrations
@@ -28,6 +28,15 @@ def connect(url: str, autocommit: bool = True):
         yield conn
     finally:
         conn.close()
+
+
+def with_session_settings(url: str, **settings: int | str) -> str:
+    """url with PostgreSQL settings for every session it opens (libpq's options): the bounds
+    the postgresql role gives the application role (ALTER ROLE ... SET), given here by the
+    connection so that a test can shorten them."""
+    options = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options={quote(options)}"
 
 
 def create_database(server_url: str, prefix: str) -> str:

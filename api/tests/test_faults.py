@@ -12,7 +12,7 @@ import time
 
 import pytest
 from conftest import make_app
-from helpers import connect, correction, create_api_key, read_query
+from helpers import connect, correction, create_api_key, read_query, with_session_settings
 from stet_api.errors import ApiError
 
 
@@ -20,11 +20,10 @@ from stet_api.errors import ApiError
 def impatient_app(db_url):
     """Auth off, and a statement bound short enough to wait for in a test."""
     app = make_app(
-        db_url,
+        with_session_settings(db_url, statement_timeout=500),
         STET_AUTH_REQUIRED="false",
         STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8",
         STET_RATE_LIMIT_WRITES_PER_MINUTE="0",
-        STET_DB_STATEMENT_TIMEOUT_MS="500",
     )
     yield app
     app.extensions["stet_pool"].close()
@@ -35,7 +34,7 @@ def serializable_app(db_url):
     """Auth off, sessions at SERIALIZABLE (an operator's libpq option): an update of a row
     another transaction changed since the snapshot fails with SQLSTATE 40001."""
     app = make_app(
-        f"{db_url}?options=-c%20default_transaction_isolation%3Dserializable",
+        with_session_settings(db_url, default_transaction_isolation="serializable"),
         STET_AUTH_REQUIRED="false",
         STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8",
         STET_RATE_LIMIT_WRITES_PER_MINUTE="0",
@@ -169,7 +168,7 @@ def test_a_burst_with_a_new_key_while_the_database_hangs_is_503_never_401(db_url
     """A process that has not seen the key yet, as a worker started during an outage: the
     burst shares one key lookup instead of spending the unknown-key budget and refusing a
     valid key."""
-    app = make_app(db_url, STET_DB_STATEMENT_TIMEOUT_MS="500")
+    app = make_app(with_session_settings(db_url, statement_timeout=500))
     _, token = create_api_key(db_url, tenant)
     headers = {"X-Tenant-Id": tenant, "Authorization": f"Bearer {token}"}
     burst = 8  # past the default budget of 5 lookups per second
@@ -204,7 +203,9 @@ def test_failed_key_lookups_in_a_row_stay_503_and_do_not_spend_the_budget(db_url
     # 250 ms: long enough for the lookup after the lock to pass on a machine busy with other
     # suites (20 ms timed it out in CI), short enough that ten locked lookups take 2.5 s, well
     # under the 10 s a spent budget of 1 lookup a second would need to refill.
-    app = make_app(db_url, STET_DB_STATEMENT_TIMEOUT_MS="250", STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND="1")
+    app = make_app(
+        with_session_settings(db_url, statement_timeout=250), STET_AUTH_UNKNOWN_KEY_LOOKUPS_PER_SECOND="1"
+    )
     _, token = create_api_key(db_url, tenant)
     headers = {"X-Tenant-Id": tenant, "Authorization": f"Bearer {token}"}
     client = app.test_client()
@@ -225,9 +226,8 @@ def test_failed_key_lookups_in_a_row_stay_503_and_do_not_spend_the_budget(db_url
 def test_a_database_that_refuses_writes_is_503_not_500(db_url, tenant):
     """As a primary still replaying WAL after a restore, or a standby: reads that count
     against the rate limit and writes both need to write."""
-    separator = "&" if "?" in db_url else "?"
     app = make_app(
-        db_url + separator + "options=-c%20default_transaction_read_only%3Don",
+        with_session_settings(db_url, default_transaction_read_only="on"),
         STET_AUTH_REQUIRED="false",
         STET_UNAUTHENTICATED_NETWORKS="127.0.0.0/8",
     )
@@ -242,33 +242,6 @@ def test_a_database_that_refuses_writes_is_503_not_500(db_url, tenant):
     for answer in (write, read):
         assert answer.status_code == 503, answer.get_json()
         assert answer.get_json()["error"]["code"] == "DATABASE_UNAVAILABLE"
-
-
-@pytest.mark.parametrize("single_statement", [True, False])
-def test_every_transaction_runs_with_the_configured_bounds(db_url, single_statement):
-    app = make_app(db_url, STET_DB_STATEMENT_TIMEOUT_MS="1234", STET_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS="4321")
-    pool = app.extensions["stet_pool"]
-
-    def settings(cursor):
-        cursor.execute(
-            "SELECT current_setting('statement_timeout'),"
-            " current_setting('idle_in_transaction_session_timeout')"
-        )
-        return cursor.fetchone()
-
-    try:
-        assert pool.run(settings, single_statement=single_statement) == ("1234ms", "4321ms")
-        # SET LOCAL: nothing is left on the session for the next user of the connection.
-        conn, _ = pool.acquire()
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute("SHOW statement_timeout")
-                assert cursor.fetchone()[0] != "1234ms"
-            conn.rollback()
-        finally:
-            pool.release(conn)
-    finally:
-        pool.close()
 
 
 def test_connections_carry_tcp_keepalives(db_url):
@@ -288,7 +261,7 @@ def test_connections_carry_tcp_keepalives(db_url):
 
 def test_an_idle_transaction_is_ended_by_the_server(db_url):
     """A transaction left open (a worker stuck between statements) loses its session."""
-    app = make_app(db_url, STET_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS="300")
+    app = make_app(with_session_settings(db_url, idle_in_transaction_session_timeout=300))
     pool = app.extensions["stet_pool"]
 
     def idle_between_statements(cursor):

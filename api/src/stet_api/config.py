@@ -79,8 +79,6 @@ class Settings:
     db_pool_min: int = 1
     db_pool_max: int = 4
     db_connect_timeout_seconds: int = 3
-    db_statement_timeout_ms: int = 5000
-    db_idle_in_transaction_timeout_ms: int = 10000
     db_keepalives_idle_seconds: int = 3
     db_keepalives_interval_seconds: int = 1
     db_keepalives_count: int = 2
@@ -111,10 +109,6 @@ class Settings:
             db_pool_min=_int(env, "STET_DB_POOL_MIN", 1),
             db_pool_max=_int(env, "STET_DB_POOL_MAX", 4, minimum=1),
             db_connect_timeout_seconds=_int(env, "STET_DB_CONNECT_TIMEOUT_SECONDS", 3, minimum=1),
-            db_statement_timeout_ms=_int(env, "STET_DB_STATEMENT_TIMEOUT_MS", 5000, minimum=1),
-            db_idle_in_transaction_timeout_ms=_int(
-                env, "STET_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000, minimum=1
-            ),
             db_keepalives_idle_seconds=_int(env, "STET_DB_KEEPALIVES_IDLE_SECONDS", 3, minimum=1),
             db_keepalives_interval_seconds=_int(env, "STET_DB_KEEPALIVES_INTERVAL_SECONDS", 1, minimum=1),
             db_keepalives_count=_int(env, "STET_DB_KEEPALIVES_COUNT", 2, minimum=1),

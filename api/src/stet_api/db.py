@@ -2,17 +2,20 @@
 
 Built for PgBouncer in transaction pooling: psycopg2 interpolates parameters on the
 client (no server-side prepared statements) and every unit of work is one transaction,
-so no session state outlives a transaction. The timeouts the database enforces are set
-with SET LOCAL in the transaction's first statement (same round trip), not as startup
-`options`: PgBouncer refuses unknown startup parameters, and a SET LOCAL lives exactly
-as long as the transaction PgBouncer lends us a server connection for.
+so no session state outlives a transaction.
 
-Bounds (defaults, config.py): a statement runs at most 5 s (statement_timeout), a
-transaction idles at most 10 s (idle_in_transaction_session_timeout), a connection
-attempt waits at most 3 s (connect_timeout), and a peer that stops answering at the
-network level is declared dead after 3 + 2 x 1 = 5 s (TCP keepalives and
-tcp_user_timeout), the statement bound: a request waits for the database at most about
-8 s (a 3 s connection attempt, then 5 s on the new connection).
+The bounds the database enforces are settings of the application role, not of the
+requests: the postgresql role sets statement_timeout (5 s) and
+idle_in_transaction_session_timeout (10 s) on it (ALTER ROLE ... SET), and PostgreSQL
+applies them to every session the role opens, through PgBouncer too. Sending them with
+each transaction instead (SET LOCAL in front of the statement) cost as much database time
+as the read itself (docs/testing.md, "Benchmarks").
+
+Bounds of the client side (defaults, config.py): a connection attempt waits at most 3 s
+(connect_timeout), and a peer that stops answering at the network level is declared dead
+after 3 + 2 x 1 = 5 s (TCP keepalives and tcp_user_timeout), the statement bound: a
+request waits for the database at most about 8 s (a 3 s connection attempt, then 5 s on
+the new connection).
 """
 
 from __future__ import annotations
@@ -62,16 +65,14 @@ psycopg2.extensions.register_type(
 )
 
 
-class _TimeLimitedCursor(psycopg2.extensions.cursor):
-    """Sends the transaction's SET LOCAL timeouts in front of its first statement."""
+class _CountingCursor(psycopg2.extensions.cursor):
+    """Counts its statements: a failure on the first one of a reused connection may be retried."""
 
-    limits = ""
     statements = 0
 
     def execute(self, query: str, vars: Any = None) -> None:
-        prefix, self.limits = self.limits, ""
         self.statements += 1
-        return super().execute(prefix + query, vars)
+        return super().execute(query, vars)
 
 
 def classify(error: Exception) -> ApiError:
@@ -120,10 +121,6 @@ class ConnectionPool:
             # Unacknowledged data (a query sent into a black hole) gives up as fast.
             "tcp_user_timeout": dead_after * 1000,
         }
-        self._limits = (
-            f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms};"
-            f" SET LOCAL idle_in_transaction_session_timeout = {settings.db_idle_in_transaction_timeout_ms};"
-        )
         self._fail_fast_after = settings.db_busy_fail_fast_seconds
         self._idle: list[tuple[int, Connection]] = []
         self._busy: dict[object, float] = {}  # taken connection -> when it was taken
@@ -208,12 +205,11 @@ class ConnectionPool:
         """Run work(cursor) in one transaction and commit; driver errors become ApiErrors.
 
         single_statement: work issues exactly one statement, which then runs in
-        autocommit (one implicit transaction with the SET LOCALs), saving the BEGIN and
-        COMMIT round trips. A reused connection that broke at once, on its first
-        statement (a stale one, after a database restart), is retried once on a fresh
-        connection: nothing was committed. One that broke later or after waiting is not:
-        the server is unreachable or killed the session, and a second try would only
-        double the client's wait.
+        autocommit, saving the BEGIN and COMMIT round trips. A reused connection that broke
+        at once, on its first statement (a stale one, after a database restart), is retried
+        once on a fresh connection: nothing was committed. One that broke later or after
+        waiting is not: the server is unreachable or killed the session, and a second try
+        would only double the client's wait.
         """
         for attempt in (1, 2):
             try:
@@ -221,10 +217,9 @@ class ConnectionPool:
             except DRIVER_ERRORS as error:
                 raise DatabaseUnavailable(describe(error)) from None
             started = time.monotonic()
-            cursor = conn.cursor(cursor_factory=_TimeLimitedCursor)
+            cursor = conn.cursor(cursor_factory=_CountingCursor)
             try:
                 conn.autocommit = single_statement
-                cursor.limits = self._limits
                 result = work(cursor)
                 cursor.close()
                 conn.commit()

@@ -155,26 +155,11 @@ class ReadScope:
 
 
 def permitted_facts_json(cursor: Cursor, scope: ReadScope, field_keys: list[str] | None) -> str:
-    """The whole GET /v1/facts body, built by PostgreSQL: no row reaches Python as objects.
-
-    corrected_at is written as Python's isoformat() writes the other endpoints' timestamps:
-    fractional seconds only when there are any, then six digits (%% because the statement
-    goes through psycopg2's parameter interpolation), the offset as +HH:MM.
-    """
+    """The whole GET /v1/facts body, built by PostgreSQL (stet_permitted_facts_json, migration
+    012, a function so that its plan is kept per server connection): no row reaches Python."""
     cursor.execute(
-        "SELECT json_build_object("
-        "  'subject', json_build_object('type', %(subject_type)s::text, 'id', %(subject_id)s::text),"
-        "  'facts', COALESCE(json_agg(json_build_object("
-        "    'field_key', field_key, 'value', value,"
-        "    'corrected_at', to_char(created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
-        "      || CASE WHEN extract(microseconds FROM created_at)::int %% 1000000 = 0 THEN ''"
-        "         ELSE to_char(created_at, '.US') END || to_char(created_at, 'TZH:TZM'),"
-        "    'correction_id', correction_id, 'actor', json_build_object('type', actor_type, 'id', actor_id)"
-        "  ) ORDER BY field_key), '[]'))::text FROM corrections"
-        " WHERE tenant_id = %(tenant_id)s AND subject_type = %(subject_type)s"
-        "   AND subject_id = %(subject_id)s AND status = 'ACTIVE' AND class = 'FACT'"
-        "   AND (%(field_keys)s::text[] IS NULL OR field_key = ANY(%(field_keys)s::text[]))"
-        "   AND stet_may_read(permissions, %(requester_id)s, %(requester_scopes)s::text[])",
+        "SELECT stet_permitted_facts_json(%(tenant_id)s, %(subject_type)s, %(subject_id)s,"
+        " %(requester_id)s, %(requester_scopes)s::text[], %(field_keys)s::text[])",
         {**vars(scope), "field_keys": field_keys},
     )
     return cursor.fetchone()[0]

@@ -31,6 +31,20 @@ def test_api_host_queries_through_pgbouncer_with_the_stet_password(api):
     assert out == "stet|5432|127.0.0.1"
 
 
+def test_the_api_sessions_carry_the_application_roles_bounds(api):
+    """The timeouts are the role's (postgresql role, ALTER ROLE ... SET), not sent per request:
+    a session through PgBouncer with the API's own URL has them, and a statement past the
+    bound is cancelled by PostgreSQL before PgBouncer's query_timeout (7 s) would drop it."""
+    shown = run_ok(
+        api,
+        f'psql -X -A -t -d "$(cat {URL_FILE})"'
+        ' -c "SHOW statement_timeout" -c "SHOW idle_in_transaction_session_timeout"',
+    )
+    assert shown.splitlines() == ["5s", "10s"]
+    slow = api.run(f'psql -X -d "$(cat {URL_FILE})" -c "SELECT pg_sleep(6)"')
+    assert slow.rc != 0 and "canceling statement due to statement timeout" in slow.stderr
+
+
 def test_wrong_password_is_refused_by_pgbouncer(api, primary):
     primary_address = run_ok(api, f"getent ahostsv4 {PRIMARY} | awk 'NR == 1 {{print $1}}'")
     result = api.run(f"psql -X -d 'postgresql://stet:wrong@{primary_address}:6432/stet' -c 'SELECT 1'")

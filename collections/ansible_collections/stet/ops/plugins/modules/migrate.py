@@ -70,8 +70,10 @@ options:
 notes:
   - The statements of the files appear in RV(executed_commands); do not put secrets (such as
     role passwords) in migration files.
-  - A server-side C(idle_in_transaction_session_timeout) shorter than the whole run would end
-    the connection that holds the lock.
+  - Its own transactions run without C(statement_timeout) and
+    C(idle_in_transaction_session_timeout), both set locally to 0. The bounds a role has for its
+    requests (the C(postgresql) role gives the application role 5 s and 10 s) would otherwise
+    cut a long migration, the wait for the lock, or the lock itself short.
 seealso:
   - name: STET interfaces (ledger table)
     description: The ledger is read by the API's C(/ready) endpoint.
@@ -245,9 +247,18 @@ def statements_of(plan):
     return statements
 
 
+def lift_session_bounds(cursor):
+    """No statement or idle-in-transaction timeout for the rest of this transaction."""
+    cursor.execute(
+        "SELECT set_config('statement_timeout', '0', true),"
+        " set_config('idle_in_transaction_session_timeout', '0', true)"
+    )
+
+
 def acquire_lock(module, lock_connection):
     """Hold the migration lock in an open transaction of ``lock_connection`` until it ends."""
     with lock_connection.cursor() as cursor:
+        lift_session_bounds(cursor)
         cursor.execute("SELECT set_config('lock_timeout', %s, true)", (f"{module.params['lock_timeout']}s",))
         try:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
@@ -260,6 +271,7 @@ def acquire_lock(module, lock_connection):
 
 def apply_file(connection, migration, statements, executed):
     with connection.cursor() as cursor:
+        lift_session_bounds(cursor)
         for statement in statements:
             try:
                 cursor.execute(statement.text)

@@ -182,6 +182,17 @@ def test_two_concurrent_runs_apply_each_file_once(database, migrations):
     run_concurrently_and_check(database, migrations, database.dsn_file)
 
 
+def test_the_roles_request_bounds_cut_no_migration_short(database, migrations):
+    """The role carries bounds meant for API requests, as the postgresql role sets them, far
+    shorter than the runs: the file of 4 s, the other run's wait for the lock and the idle
+    transaction holding the lock all outlast them, and both runs succeed."""
+    admin_execute(
+        (f"ALTER ROLE {database.name} SET statement_timeout = 200", None),
+        (f"ALTER ROLE {database.name} SET idle_in_transaction_session_timeout = 200", None),
+    )
+    run_concurrently_and_check(database, migrations, database.dsn_file)
+
+
 def test_a_lock_held_too_long_fails_the_run_without_applying(run_playbook, database, migrations):
     holder = psycopg2.connect(database.url)
     try:
