@@ -121,7 +121,7 @@ drills: testhosts ## failure drills under load on the production topology (bring
 	  $(if $(DRILLS),-k "$$(echo '$(DRILLS)' | sed -E 's/[0-9]+/drill_&/g; s/[ ,]+/ or /g')")
 
 .PHONY: bench-api
-bench-api: venv host-packages ## gunicorn + PostgreSQL locally under the guide's load mix
+bench-api: venv host-packages ## the API server + PostgreSQL locally under the guide's load mix
 	scripts/bench-api
 
 $(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml

@@ -1,5 +1,5 @@
 -- The guide's load mix for wrk, one endpoint class per wrk process, shared by
--- scripts/bench-api (local gunicorn) and scripts/bench-pilot (the pilot, through nginx):
+-- scripts/bench-api (the API server on loopback) and scripts/bench-pilot (the pilot, through nginx):
 --
 --   wrk -t1 -cN -dSECONDSs -s mix.lua URL -- CLASS HEADER_FILE SUBJECTS [BACKOFF_MS]
 --

@@ -1,9 +1,11 @@
-"""Prometheus metrics, correct with several gunicorn workers.
+"""Prometheus metrics, correct with several worker processes.
 
 With PROMETHEUS_MULTIPROC_DIR set (the systemd unit sets it to an empty directory
 wiped at start), every worker writes its samples to files there and /metrics sums
-them across workers; gunicorn_conf.child_exit cleans up after dead workers. Without
-it (tests, a single process) the app's own registry is served.
+them across workers. A dead worker's files stay, as its counts must: a counter never goes
+back, and the one gauge reports the most recent sample of any worker, so no metric needs
+the files of dead workers removed. Without it (tests, a single process) the app's own
+registry is served.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""gunicorn entry point: `gunicorn -c python:stet_api.gunicorn_conf stet_api.wsgi:app`."""
+"""WSGI entry point, `stet_api.wsgi:app`, which stet_api.server serves with granian."""
 
 from stet_api.app import create_app
 

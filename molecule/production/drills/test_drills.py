@@ -3,7 +3,7 @@ and writes go through the load balancer over HTTPS (`make drills`, or
 `make drills DRILLS=1,3`, which selects `-k "drill_1 or drill_3"`). Patroni runs PostgreSQL
 (issue 16): the leader moves, so "the leader" is asked of patronictl when a drill starts.
 
-     1 api-instance   SIGKILL the gunicorn master of stet-api@8000 on api1 (systemd restarts it)
+     1 api-instance   SIGKILL the main process of stet-api@8000 on api1 (systemd restarts it)
      2 api-host       docker stop api1, 20 s down, docker start; until nginx sends it requests
      3 postgresql     SIGKILL the leader's postmaster (Patroni restarts it, or fails over)
      4 pgbouncer      restart PgBouncer on the leader
@@ -105,8 +105,8 @@ def in_sync_pair(d) -> tuple[str, str]:
 
 
 def test_drill_1_api_instance(production, drill):
-    """SIGKILL to a gunicorn master: systemd starts a new one and it answers /ready."""
-    d = drill(1, "api-instance", f"SIGKILL to the gunicorn master of stet-api@8000 on {API1}")
+    """SIGKILL to an instance's main process: systemd starts a new one and it answers /ready."""
+    d = drill(1, "api-instance", f"SIGKILL to the main process of stet-api@8000 on {API1}")
 
     def fault():
         old = main_pid(API1, 8000)

@@ -240,7 +240,7 @@ class RunningApi:
 
 @pytest.fixture(scope="session")
 def api(tmp_path_factory):
-    """The real API under gunicorn on loopback, its database migrated by stet.ops.migrate."""
+    """The real API under its server (stet_api.server) on loopback, migrated by stet.ops.migrate."""
     if not (API_MIGRATIONS.is_dir() and any(API_MIGRATIONS.glob("*.sql"))):
         pytest.fail(f"{API_MIGRATIONS} holds no migrations yet: the API is not ready")
     directory = tmp_path_factory.mktemp("api")
@@ -263,16 +263,14 @@ def api(tmp_path_factory):
         STET_AUTH_REQUIRED="true",
         STET_AUTH_CACHE_SECONDS="1",  # a key's scope change is seen within a second
         STET_ENV="integration",
+        STET_SERVER_BIND=url.removeprefix("http://"),
+        STET_SERVER_WORKERS="2",
     )
     environment.pop("DATABASE_URL", None)
-    log = open(directory / "gunicorn.log", "w")  # noqa: SIM115 - lives as long as the server
+    log = open(directory / "server.log", "w")  # noqa: SIM115 - lives as long as the server
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", url.removeprefix("http://"), "--workers", "2",
-         "stet_api.wsgi:app"],
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [sys.executable, "-m", "stet_api.server"], env=environment, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         wait_until_healthy(url, server)
         yield RunningApi(url, database)

@@ -1,4 +1,5 @@
-"""The app under real gunicorn workers: multi-worker metrics and a database restart.
+"""The app under its real server (stet_api.server: granian, 2 workers): multi-worker
+metrics, TLS, /health while the database hangs, and a database restart.
 
 Uses a second throwaway PostgreSQL cluster (own data directory and port) so stopping
 and starting it never disturbs other suites on the shared test server.
@@ -8,12 +9,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import uuid
+import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,7 +27,7 @@ from helpers import apply_bundled_migrations, connect, create_database, write_le
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_POSTGRES = REPO / "scripts" / "test-postgres"
-OWN_CLUSTER_ROOT = Path("/tmp/stet-api-gunicorn-pg")
+OWN_CLUSTER_ROOT = Path("/tmp/stet-api-server-pg")
 OWN_CLUSTER_PORT = os.environ.get("STET_API_RESTART_PGPORT", "55433")
 
 
@@ -58,45 +63,66 @@ def _wait_for(url: str, timeout: float = 20.0) -> None:
 SERVED = {}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    superuser_url = _cluster("start").strip()
-    db_url = create_database(superuser_url, "stet_api_gunicorn")
-    SERVED["db_url"] = db_url
-    apply_bundled_migrations(db_url)
-    write_ledger(db_url)
-    workdir = tmp_path_factory.mktemp("gunicorn")
+@contextmanager
+def _serving(workdir: Path, db_url: str, scheme: str = "http", **env: str):
+    """stet_api.server on a free loopback port, as the unit runs it; yields (base URL, process)."""
     url_file = workdir / "database_url"
     url_file.write_text(db_url)
     url_file.chmod(0o600)
     metrics_dir = workdir / "metrics"
     metrics_dir.mkdir()
     port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-        "DATABASE_URL_FILE": str(url_file),
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        "STET_AUTH_REQUIRED": "false",
-        "STET_UNAUTHENTICATED_NETWORKS": "127.0.0.0/8",
-        "STET_DB_CONNECT_TIMEOUT_SECONDS": "1",
-    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:stet_api.gunicorn_conf", "stet_api.wsgi:app"],
-        env=env,
+        [sys.executable, "-m", "stet_api.server"],
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+            "DATABASE_URL_FILE": str(url_file),
+            "STET_SERVER_BIND": f"127.0.0.1:{port}",
+            "STET_SERVER_WORKERS": "2",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            "STET_AUTH_REQUIRED": "false",
+            "STET_UNAUTHENTICATED_NETWORKS": "127.0.0.0/8",
+            "STET_DB_CONNECT_TIMEOUT_SECONDS": "1",
+            **env,
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(f"{base}/health")
-        yield base
+        yield f"{scheme}://127.0.0.1:{port}", process
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    superuser_url = _cluster("start").strip()
+    db_url = create_database(superuser_url, "stet_api_server")
+    SERVED["db_url"] = db_url
+    apply_bundled_migrations(db_url)
+    write_ledger(db_url)
+    try:
+        with _serving(tmp_path_factory.mktemp("server"), db_url) as (base, process):
+            _wait_for(f"{base}/health")
+            SERVED["process"] = process
+            yield base
+    finally:
         _cluster("stop")
         shutil.rmtree(OWN_CLUSTER_ROOT, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _workers(process: subprocess.Popen) -> set[int]:
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    return {int(pid) for pid in children}
 
 
 def _facts(base: str, tenant: str) -> requests.Response:
@@ -208,3 +234,64 @@ def test_requests_during_a_fast_restart_never_get_a_500(server):
     assert statuses <= {200, 503}, statuses
     # Once the server is back, the very next request succeeds (stale connection retried).
     assert _facts(server, tenant).status_code == 200
+
+
+def test_a_killed_worker_is_replaced_and_the_others_keep_serving(server):
+    tenant = str(uuid.uuid4())
+    workers = _workers(SERVED["process"])
+    assert len(workers) == 2, workers
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    # Requests from here on, when it cannot take one any more (dead, or a zombie not yet reaped):
+    # the connections a worker holds when it is killed are lost, whatever the server.
+    while _alive(victim):
+        assert time.monotonic() < deadline, "the killed worker did not die"
+        time.sleep(0.01)
+    statuses = []
+    while len(_workers(SERVED["process"]) - {victim}) < 2:
+        assert time.monotonic() < deadline, "no new worker replaced the killed one"
+        statuses.append(_facts(server, tenant).status_code)
+        time.sleep(0.1)
+    assert SERVED["process"].poll() is None
+    assert set(statuses) <= {200}, statuses
+    assert [_facts(server, tenant).status_code for _ in range(20)] == [200] * 20
+
+
+def test_tls_on_the_port_with_a_pkcs8_key_and_nothing_older_than_tls_1_2(tmp_path):
+    """As the stet_api role serves the load balancer: its certificate, the key in PKCS#8."""
+    key, cert = tmp_path / "api.key", tmp_path / "api.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=stet-api",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")  # PKCS#8
+    tls = {"STET_SERVER_TLS_CERTFILE": str(cert), "STET_SERVER_TLS_KEYFILE": str(key)}
+    with _serving(tmp_path, SERVED.get("db_url", "postgresql://unused@127.0.0.1:1/x"), "https", **tls) as (
+        base,
+        _process,
+    ):
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                health = requests.get(f"{base}/health", verify=str(cert), timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "the TLS port did not answer"
+                time.sleep(0.2)
+        assert health.status_code == 200
+        with pytest.raises(requests.ConnectionError):  # plain HTTP gets no answer
+            requests.get(base.replace("https:", "http:") + "/health", timeout=2)
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        old.load_verify_locations(cert)
+        with warnings.catch_warnings():  # the version is deprecated: that is the point
+            warnings.simplefilter("ignore", DeprecationWarning)
+            old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
+        old.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL 3 would not even offer TLS 1.1 otherwise
+        with (
+            pytest.raises(ssl.SSLError),
+            socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1]))) as raw,
+        ):
+            old.wrap_socket(raw, server_hostname="127.0.0.1")
