@@ -8,7 +8,7 @@ facts reads of gunicorn's threaded workers at a lower p99 (docs/testing.md, "Ben
 Settings (environment), read once at start:
 - STET_SERVER_BIND         address:port to listen on (default 127.0.0.1:8000)
 - STET_SERVER_WORKERS      worker processes (2)
-- STET_SERVER_THREADS      request threads per worker (8): more than pooled connections
+- STET_SERVER_THREADS      request threads per worker (5): more than pooled connections
                            (STET_DB_POOL_MAX, 4), so that when the database stops answering
                            the threads without a connection refuse at once (db.py) and
                            /health stays answered
@@ -37,7 +37,7 @@ def arguments(env: Mapping[str, str]) -> list[str]:
         "--host", host.strip("[]"),
         "--port", port,
         "--workers", env.get("STET_SERVER_WORKERS", "2"),
-        "--blocking-threads", env.get("STET_SERVER_THREADS", "8"),
+        "--blocking-threads", env.get("STET_SERVER_THREADS", "5"),
         "--workers-kill-timeout", env.get("STET_SERVER_GRACEFUL_TIMEOUT", "20"),
         "--respawn-failed-workers",
         "--no-access-log",
