@@ -2,8 +2,9 @@
 
 `stet-api-server` (or `python -m stet_api.server`) runs `stet_api.wsgi:app` under granian:
 HTTP parsing and connection handling in Rust, the app in worker processes, each running
-requests on a pool of threads. On this project's 2-core bench it served 1.3-1.8x the
-facts reads of gunicorn's threaded workers at a lower p99 (docs/testing.md, "Benchmarks").
+requests on a pool of threads. On this project's 2-core bench it served 1.4-1.5x the
+facts reads of gunicorn's threaded workers with the same workers and threads, at a lower
+p99 (docs/testing.md, "Benchmarks").
 
 Settings (environment), read once at start:
 - STET_SERVER_BIND         address:port to listen on (default 127.0.0.1:8000)
