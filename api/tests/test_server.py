@@ -48,12 +48,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_for(url: str, timeout: float = 20.0) -> None:
+def _wait_for(url: str, timeout: float = 20.0, verify: bool | str = True) -> requests.Response:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            requests.get(url, timeout=1)
-            return
+            return requests.get(url, timeout=1, verify=verify)
         except requests.ConnectionError:
             time.sleep(0.1)
     raise AssertionError(f"{url} did not answer within {timeout} s")
@@ -274,15 +273,7 @@ def test_tls_on_the_port_with_a_pkcs8_key_and_nothing_older_than_tls_1_2(tmp_pat
         base,
         _process,
     ):
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                health = requests.get(f"{base}/health", verify=str(cert), timeout=2)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "the TLS port did not answer"
-                time.sleep(0.2)
-        assert health.status_code == 200
+        assert _wait_for(f"{base}/health", verify=str(cert)).status_code == 200
         with pytest.raises(requests.ConnectionError):  # plain HTTP gets no answer
             requests.get(base.replace("https:", "http:") + "/health", timeout=2)
         old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
